@@ -1,0 +1,426 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * msrdrv: batched, fault-safe access to x86 model-specific registers.
+ *
+ * One ioctl on /dev/msrdrv carries an array of ops.  The array is copied in,
+ * validated and checked against the access policy, then the ops are grouped
+ * by target CPU and run by one cross-call: each CPU runs its own ops in array
+ * order with interrupts off, so a batch is an atomic snapshot on that CPU.
+ */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/capability.h>
+#include <linux/cpu.h>
+#include <linux/cpumask.h>
+#include <linux/fs.h>
+#include <linux/kernel.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/security.h>
+#include <linux/slab.h>
+#include <linux/smp.h>
+#include <linux/uaccess.h>
+#include <linux/version.h>
+#include <asm/msr.h>
+#include <asm/tsc.h>
+
+#include "msrdrv.h"
+#include "msrdrv_policy.h"
+
+#ifndef MSRDRV_VERSION
+#define MSRDRV_VERSION "unknown"
+#endif
+
+/* 6.16 renamed the 64-bit MSR accessors. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 16, 0)
+#define msrdrv_rdmsr_safe(msr, p)	rdmsrq_safe(msr, p)
+#define msrdrv_wrmsr_safe(msr, v)	wrmsrq_safe(msr, v)
+#else
+#define msrdrv_rdmsr_safe(msr, p)	rdmsrl_safe(msr, p)
+#define msrdrv_wrmsr_safe(msr, v)	wrmsrl_safe(msr, v)
+#endif
+
+/* The ABI is only useful if both word sizes agree on it. */
+static_assert(sizeof(struct msrdrv_op) == 32);
+static_assert(sizeof(struct msrdrv_batch) == 32);
+static_assert(sizeof(struct msrdrv_info) == 96);
+static_assert(sizeof(struct msrdrv_legacy_cmd) == 16);
+
+#define MSRDRV_MAX_OPS_LIMIT	65536U
+
+static unsigned int max_ops = 4096;
+module_param(max_ops, uint, 0444);
+MODULE_PARM_DESC(max_ops, "Most ops in one batch (1-65536, default 4096)");
+
+/* Per open file: the opener's privilege, fixed at open like the msr driver. */
+struct msrdrv_file {
+	bool rawio;
+};
+
+/* What one cross-call needs: the ops, and each CPU's slice of order[]. */
+struct msrdrv_run {
+	struct msrdrv_op *ops;
+	u32 *order;	/* op indices grouped by CPU, array order kept */
+	u32 *start;	/* start[cpu]..start[cpu + 1] is that CPU's slice */
+};
+
+static void msrdrv_exec_op(struct msrdrv_op *op)
+{
+	u64 val, old;
+	int err = 0;
+
+	switch (op->op) {
+	case MSRDRV_OP_READ:
+		err = msrdrv_rdmsr_safe(op->msr, &val);
+		if (!err)
+			op->value = val;
+		break;
+	case MSRDRV_OP_WRITE:
+		val = op->value;
+		if (op->flags & MSRDRV_OPF_MASKED) {
+			err = msrdrv_rdmsr_safe(op->msr, &old);
+			if (err)
+				break;
+			val = (old & ~op->mask) | (val & op->mask);
+		}
+		err = msrdrv_wrmsr_safe(op->msr, val);
+		if (!err)
+			op->value = val;
+		break;
+	case MSRDRV_OP_RDTSC:
+		op->value = rdtsc_ordered();
+		break;
+	}
+	op->err = err ? -EIO : 0;
+}
+
+/* Runs on each target CPU in IPI context (or locally) with IRQs off. */
+static void msrdrv_exec_cpu(void *info)
+{
+	struct msrdrv_run *run = info;
+	unsigned int cpu = smp_processor_id();
+	u32 i;
+
+	for (i = run->start[cpu]; i < run->start[cpu + 1]; i++)
+		msrdrv_exec_op(&run->ops[run->order[i]]);
+}
+
+/*
+ * Check op codes and flags; returns the number of ops up to and including
+ * the first STOP, or -EINVAL.  Nothing has run yet, so a bad batch loses
+ * nothing.
+ */
+static int msrdrv_validate(const struct msrdrv_op *ops, u32 n)
+{
+	u32 i;
+
+	for (i = 0; i < n; i++) {
+		if (ops[i].op > MSRDRV_OP_MAX)
+			return -EINVAL;
+		if (ops[i].flags & ~MSRDRV_OPF_ALL)
+			return -EINVAL;
+		if (ops[i].flags && ops[i].op != MSRDRV_OP_WRITE)
+			return -EINVAL;
+		if (ops[i].op == MSRDRV_OP_STOP)
+			return i + 1;
+	}
+	return n;
+}
+
+/*
+ * Run n validated ops.  Every op's err is set: policy refusals and absent
+ * CPUs are decided here, the rest by the CPU that runs the op.  Returns
+ * 0 or -ENOMEM (then nothing ran).
+ */
+static int msrdrv_execute(struct msrdrv_file *mf, struct msrdrv_op *ops,
+			  u32 n)
+{
+	struct msrdrv_policy_ctx pctx;
+	struct msrdrv_run run = { .ops = ops };
+	cpumask_var_t mask;
+	unsigned int self, cpu;
+	u32 *queued;
+	u32 i, nq = 0;
+	int ret = -ENOMEM;
+
+	run.order = kvmalloc_array(n, sizeof(*run.order),
+				   GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	queued = kvmalloc_array(n, sizeof(*queued),
+				GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	run.start = kvcalloc(nr_cpu_ids + 1, sizeof(*run.start),
+			     GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	if (!run.order || !queued || !run.start ||
+	    !zalloc_cpumask_var(&mask, GFP_KERNEL | __GFP_NOWARN))
+		goto out_free;
+
+	msrdrv_policy_begin(&pctx, mf->rawio);
+	for (i = 0; i < n; i++) {
+		struct msrdrv_op *op = &ops[i];
+
+		op->err = 0;
+		if (op->op == MSRDRV_OP_NOP || op->op == MSRDRV_OP_STOP)
+			continue;
+		op->err = msrdrv_policy_check(&pctx, op);
+		if (!op->err)
+			queued[nq++] = i;
+	}
+
+	/* Hold CPUs online from the check until every op has run. */
+	cpus_read_lock();
+	self = get_cpu();
+	for (i = 0; i < nq; i++) {
+		struct msrdrv_op *op = &ops[queued[i]];
+
+		cpu = op->cpu == MSRDRV_CPU_SELF ? self : op->cpu;
+		if (cpu >= nr_cpu_ids || !cpu_online(cpu)) {
+			op->err = -ENXIO;
+			queued[i] = U32_MAX;
+			continue;
+		}
+		op->cpu = cpu;
+		run.start[cpu + 1]++;
+		cpumask_set_cpu(cpu, mask);
+	}
+	/* Counting sort by CPU: O(n + CPUs), keeps array order per CPU. */
+	for (cpu = 0; cpu < nr_cpu_ids; cpu++)
+		run.start[cpu + 1] += run.start[cpu];
+	for (i = 0; i < nq; i++) {
+		if (queued[i] == U32_MAX)
+			continue;
+		cpu = ops[queued[i]].cpu;
+		run.order[run.start[cpu]++] = queued[i];
+	}
+	/* The fill above advanced each start to its end: shift back. */
+	for (cpu = nr_cpu_ids; cpu > 0; cpu--)
+		run.start[cpu] = run.start[cpu - 1];
+	run.start[0] = 0;
+
+	if (!cpumask_empty(mask))
+		on_each_cpu_mask(mask, msrdrv_exec_cpu, &run, true);
+	put_cpu();
+	cpus_read_unlock();
+	msrdrv_policy_end(&pctx);
+	ret = 0;
+
+	free_cpumask_var(mask);
+out_free:
+	kvfree(run.start);
+	kvfree(queued);
+	kvfree(run.order);
+	return ret;
+}
+
+static long msrdrv_ioctl_batch(struct msrdrv_file *mf,
+			       struct msrdrv_batch __user *uhdr)
+{
+	struct msrdrv_batch hdr;
+	struct msrdrv_op __user *uops;
+	struct msrdrv_op *ops;
+	unsigned int limit = READ_ONCE(max_ops);
+	u32 i, n, nerrs = 0;
+	int ret;
+
+	if (copy_from_user(&hdr, uhdr, sizeof(hdr)))
+		return -EFAULT;
+	if (hdr.abi_version != MSRDRV_ABI_VERSION)
+		return -EPROTO;
+	if (hdr.flags || hdr.reserved)
+		return -EINVAL;
+	if (hdr.nops > min(limit, MSRDRV_MAX_OPS_LIMIT))
+		return -E2BIG;
+
+	n = hdr.nops;
+	uops = u64_to_user_ptr(hdr.ops);
+	ops = NULL;
+	if (n) {
+		ops = kvmalloc_array(n, sizeof(*ops),
+				     GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+		if (!ops)
+			return -ENOMEM;
+		if (copy_from_user(ops, uops, array_size(n, sizeof(*ops)))) {
+			ret = -EFAULT;
+			goto out;
+		}
+		ret = msrdrv_validate(ops, n);
+		if (ret < 0)
+			goto out;
+		n = ret;
+		ret = msrdrv_execute(mf, ops, n);
+		if (ret)
+			goto out;
+		for (i = 0; i < n; i++)
+			nerrs += ops[i].err != 0;
+		if (copy_to_user(uops, ops, array_size(n, sizeof(*ops)))) {
+			ret = -EFAULT;
+			goto out;
+		}
+	}
+	hdr.ndone = n;
+	hdr.nerrs = nerrs;
+	ret = copy_to_user(uhdr, &hdr, sizeof(hdr)) ? -EFAULT : 0;
+out:
+	kvfree(ops);
+	return ret;
+}
+
+/*
+ * The seed's IOCTL_MSR_CMDS: up to MSR_VEC_LIMIT commands, read one at a
+ * time so a short array ending in STOP never faults on memory past it.
+ */
+static long msrdrv_ioctl_legacy(struct msrdrv_file *mf,
+				struct msrdrv_legacy_cmd __user *ucmds)
+{
+	struct msrdrv_legacy_cmd *cmds;
+	struct msrdrv_op *ops;
+	u32 i, n = 0;
+	long ret = -ENOMEM;
+
+	cmds = kcalloc(MSR_VEC_LIMIT, sizeof(*cmds), GFP_KERNEL_ACCOUNT);
+	ops = kcalloc(MSR_VEC_LIMIT, sizeof(*ops), GFP_KERNEL_ACCOUNT);
+	if (!cmds || !ops)
+		goto out;
+
+	while (n < MSR_VEC_LIMIT) {
+		if (copy_from_user(&cmds[n], &ucmds[n], sizeof(cmds[n]))) {
+			ret = -EFAULT;
+			goto out;
+		}
+		if (cmds[n].op > MSRDRV_OP_MAX) {
+			ret = -EINVAL;
+			goto out;
+		}
+		ops[n].op = cmds[n].op;
+		ops[n].cpu = MSRDRV_CPU_SELF;
+		ops[n].msr = cmds[n].ecx;
+		ops[n].value = cmds[n].value;
+		if (cmds[n++].op == MSRDRV_OP_STOP)
+			break;
+	}
+
+	ret = msrdrv_execute(mf, ops, n);
+	if (ret)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (ops[i].op == MSRDRV_OP_READ || ops[i].op == MSRDRV_OP_RDTSC)
+			cmds[i].value = ops[i].value;
+		if (ops[i].err && !ret)
+			ret = ops[i].err == -EIO ? -EIO : -EPERM;
+	}
+	if (copy_to_user(ucmds, cmds, array_size(n, sizeof(*cmds))))
+		ret = -EFAULT;
+out:
+	kfree(ops);
+	kfree(cmds);
+	return ret;
+}
+
+static long msrdrv_ioctl_info(struct msrdrv_file *mf,
+			      struct msrdrv_info __user *uinfo)
+{
+	struct msrdrv_info info = {
+		.abi_version = MSRDRV_ABI_VERSION,
+		.max_ops = min(READ_ONCE(max_ops), MSRDRV_MAX_OPS_LIMIT),
+		.features = MSRDRV_FEAT_MASKED_WRITE | MSRDRV_FEAT_MULTI_CPU |
+			    MSRDRV_FEAT_LEGACY_CMDS,
+		.nr_cpu_ids = nr_cpu_ids,
+	};
+
+	if (mf->rawio)
+		info.access |= MSRDRV_ACCESS_RAWIO;
+	info.access |= msrdrv_policy_access();
+	info.allowlist_entries = msrdrv_policy_entries();
+	strscpy(info.version, MSRDRV_VERSION, sizeof(info.version));
+	return copy_to_user(uinfo, &info, sizeof(info)) ? -EFAULT : 0;
+}
+
+static long msrdrv_ioctl(struct file *file, unsigned int cmd,
+			 unsigned long arg)
+{
+	struct msrdrv_file *mf = file->private_data;
+	void __user *uarg = (void __user *)arg;
+
+	switch (cmd) {
+	case MSRDRV_IOC_BATCH:
+		return msrdrv_ioctl_batch(mf, uarg);
+	case MSRDRV_IOC_INFO:
+		return msrdrv_ioctl_info(mf, uarg);
+	case IOCTL_MSR_CMDS:
+		return msrdrv_ioctl_legacy(mf, uarg);
+	default:
+		return msrdrv_policy_ioctl(file, cmd, uarg);
+	}
+}
+
+static int msrdrv_open(struct inode *inode, struct file *file)
+{
+	struct msrdrv_file *mf;
+
+	mf = kzalloc(sizeof(*mf), GFP_KERNEL_ACCOUNT);
+	if (!mf)
+		return -ENOMEM;
+	mf->rawio = capable(CAP_SYS_RAWIO);
+	file->private_data = mf;
+	return nonseekable_open(inode, file);
+}
+
+static int msrdrv_release(struct inode *inode, struct file *file)
+{
+	kfree(file->private_data);
+	return 0;
+}
+
+static const struct file_operations msrdrv_fops = {
+	.owner = THIS_MODULE,
+	.open = msrdrv_open,
+	.release = msrdrv_release,
+	.unlocked_ioctl = msrdrv_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = no_llseek,
+};
+
+/* The node is 0660 from birth; the udev rule gives it group msr. */
+static struct miscdevice msrdrv_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "msrdrv",
+	.fops = &msrdrv_fops,
+	.mode = 0660,
+};
+
+static int __init msrdrv_init(void)
+{
+	int err;
+
+	if (!boot_cpu_has(X86_FEATURE_MSR))
+		return -ENODEV;
+	if (max_ops < 1 || max_ops > MSRDRV_MAX_OPS_LIMIT) {
+		pr_err("max_ops=%u out of range 1-%u\n", max_ops,
+		       MSRDRV_MAX_OPS_LIMIT);
+		return -EINVAL;
+	}
+	err = msrdrv_policy_init();
+	if (err)
+		return err;
+	err = misc_register(&msrdrv_misc);
+	if (err) {
+		msrdrv_policy_exit();
+		return err;
+	}
+	pr_info("version %s, ABI %d, max_ops %u\n", MSRDRV_VERSION,
+		MSRDRV_ABI_VERSION, max_ops);
+	return 0;
+}
+
+static void __exit msrdrv_exit(void)
+{
+	misc_deregister(&msrdrv_misc);
+	msrdrv_policy_exit();
+}
+
+module_init(msrdrv_init);
+module_exit(msrdrv_exit);
+
+MODULE_DESCRIPTION("Batched, fault-safe access to x86 MSRs");
+MODULE_LICENSE("GPL");
+MODULE_VERSION(MSRDRV_VERSION);

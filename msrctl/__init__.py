@@ -1,0 +1,18 @@
+"""msrctl: manage the msrdrv kernel module and issue batched MSR operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Batch", "Device", "DeviceError", "Info", "MsrError", "OpError", "OpResult", "__version__"]
+
+from ._version import __version__
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that `import msrctl` (and the CLI's start-up) does not load cffi.
+    if name in __all__:
+        from . import device
+
+        return getattr(device, name)
+    raise AttributeError(name)

@@ -1,0 +1,114 @@
+"""The msrdrv user-space ABI (dkms/msrdrv.h) declared once, for cffi.
+
+tests/host/test_abi.py compiles the real header and checks every size,
+offset and ioctl number below against it, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import cffi
+
+ffi = cffi.FFI()
+ffi.cdef(
+    """
+    struct msrdrv_op {
+        uint16_t op;
+        uint16_t flags;
+        uint32_t cpu;
+        uint32_t msr;
+        int32_t err;
+        uint64_t value;
+        uint64_t mask;
+    };
+    struct msrdrv_batch {
+        uint32_t abi_version;
+        uint32_t flags;
+        uint32_t nops;
+        uint32_t ndone;
+        uint32_t nerrs;
+        uint32_t reserved;
+        uint64_t ops;
+    };
+    struct msrdrv_info {
+        uint32_t abi_version;
+        uint32_t max_ops;
+        uint64_t features;
+        uint32_t nr_cpu_ids;
+        uint32_t access;
+        uint32_t allowlist_entries;
+        uint32_t reserved0;
+        char version[32];
+        uint64_t reserved[4];
+    };
+    struct msrdrv_allow_entry {
+        uint32_t msr;
+        uint32_t flags;
+        uint64_t write_mask;
+    };
+    struct msrdrv_allowlist {
+        uint32_t abi_version;
+        uint32_t nentries;
+        uint64_t entries;
+    };
+    struct msrdrv_legacy_cmd {
+        uint32_t op;
+        uint32_t ecx;
+        uint64_t value;
+    };
+    int ioctl(int fd, unsigned long request, ...);
+    """
+)
+
+libc = ffi.dlopen(None)
+
+DEVICE = "/dev/msrdrv"
+ABI_VERSION = 1
+
+OP_NOP = 0
+OP_READ = 1
+OP_WRITE = 2
+OP_STOP = 3
+OP_RDTSC = 4
+OP_NAMES = {OP_NOP: "nop", OP_READ: "read", OP_WRITE: "write", OP_STOP: "stop", OP_RDTSC: "rdtsc"}
+
+OPF_MASKED = 1 << 0
+CPU_SELF = 0xFFFFFFFF
+
+FEAT_MASKED_WRITE = 1 << 0
+FEAT_MULTI_CPU = 1 << 1
+FEAT_LEGACY_CMDS = 1 << 2
+FEAT_ALLOWLIST = 1 << 3
+
+ACCESS_RAWIO = 1 << 0
+ACCESS_WRITE = 1 << 1
+ACCESS_LOCKDOWN = 1 << 2
+
+ALLOW_READ = 1 << 0
+
+MSR_VEC_LIMIT = 32
+IOC_MAGIC = 0xB7
+
+# asm-generic/ioctl.h encoding, which x86 uses.
+_IOC_NONE, _IOC_WRITE, _IOC_READ = 0, 1, 2
+
+
+def _ioc(direction: int, type_: int, nr: int, size: int) -> int:
+    return (direction << 30) | (size << 16) | (type_ << 8) | nr
+
+
+IOC_INFO = _ioc(_IOC_READ, IOC_MAGIC, 0x00, ffi.sizeof("struct msrdrv_info"))
+IOC_BATCH = _ioc(_IOC_READ | _IOC_WRITE, IOC_MAGIC, 0x01, ffi.sizeof("struct msrdrv_batch"))
+IOC_SET_ALLOWLIST = _ioc(_IOC_WRITE, IOC_MAGIC, 0x02, ffi.sizeof("struct msrdrv_allowlist"))
+IOC_GET_ALLOWLIST = _ioc(_IOC_READ | _IOC_WRITE, IOC_MAGIC, 0x03, ffi.sizeof("struct msrdrv_allowlist"))
+IOCTL_MSR_CMDS = _ioc(_IOC_NONE, 223, 1, 0)
+
+
+def ioctl(fd: int, request: int, arg: object) -> int:
+    """Call ioctl(2) with a cdata pointer; returns 0 or -errno."""
+    ret: int = libc.ioctl(fd, ffi.cast("unsigned long", request), ffi.cast("void *", arg))
+    return -ffi.errno if ret < 0 else ret
+
+
+def address(cdata: object) -> int:
+    """A buffer's address as the kernel takes it (__u64)."""
+    return int(ffi.cast("uintptr_t", cdata))

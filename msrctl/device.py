@@ -1,0 +1,248 @@
+"""The msrctl library: open /dev/msrdrv once, fill a Batch, submit it in one ioctl.
+
+    with Device() as dev:
+        batch = Batch()
+        tsc = batch.rdtsc(cpu=0)
+        apic = [batch.read(0x1B, cpu=c) for c in range(dev.info().nr_cpu_ids)]
+        dev.submit(batch)
+        print(batch.value(tsc), [hex(batch.value(i)) for i in apic])
+
+A Batch owns preallocated C buffers; `clear()` reuses them, so a measurement
+loop allocates nothing per submission.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from . import abi
+from .abi import ffi
+
+CPU_SELF = abi.CPU_SELF
+_BATCH_REQ = ffi.cast("unsigned long", abi.IOC_BATCH)
+_INFO_REQ = ffi.cast("unsigned long", abi.IOC_INFO)
+_ioctl = abi.libc.ioctl
+
+
+class MsrError(Exception):
+    """Base of every error the library raises; `errno` is set when one applies."""
+
+    def __init__(self, message: str, err: int = 0) -> None:
+        super().__init__(message)
+        self.errno = err
+
+
+class DeviceError(MsrError):
+    """The device could not be opened or an ioctl failed as a whole."""
+
+
+class OpError(MsrError):
+    """One op of a submitted batch failed (see `index` and `errno`)."""
+
+    def __init__(self, message: str, err: int, index: int) -> None:
+        super().__init__(message, err)
+        self.index = index
+
+
+@dataclass(frozen=True)
+class Info:
+    abi_version: int
+    max_ops: int
+    features: int
+    nr_cpu_ids: int
+    access: int
+    allowlist_entries: int
+    version: str
+
+    @property
+    def rawio(self) -> bool:
+        return bool(self.access & abi.ACCESS_RAWIO)
+
+    @property
+    def writes_allowed(self) -> bool:
+        return bool(self.access & abi.ACCESS_WRITE) and not self.lockdown
+
+    @property
+    def lockdown(self) -> bool:
+        return bool(self.access & abi.ACCESS_LOCKDOWN)
+
+
+@dataclass(frozen=True)
+class OpResult:
+    index: int
+    op: str
+    cpu: int
+    msr: int
+    value: int
+    err: int
+
+    @property
+    def ok(self) -> bool:
+        return self.err == 0
+
+
+def op_error_text(err: int) -> str:
+    """What a per-op errno means for an MSR op."""
+    return {
+        errno.EIO: "the MSR faulted: not implemented on this CPU, or the value is invalid",
+        errno.ENXIO: "no such CPU, or it is offline",
+        errno.EPERM: "write refused: needs CAP_SYS_RAWIO, and writes must be enabled and the kernel not locked down",
+        errno.EACCES: "not permitted by the msrdrv allowlist",
+    }.get(err, os.strerror(err))
+
+
+class Batch:
+    """Ops for one ioctl, in preallocated buffers; each add returns the op's index."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self._ops: Any = ffi.new("struct msrdrv_op[]", capacity)
+        self._hdr: Any = ffi.new("struct msrdrv_batch *")
+        self._hdr.abi_version = abi.ABI_VERSION
+        self._hdr.ops = abi.address(self._ops)
+        self._arg = ffi.cast("void *", self._hdr)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def clear(self) -> None:
+        """Forget the ops (buffers are kept for reuse)."""
+        self._n = 0
+
+    def _add(self, op: int, cpu: int, msr: int = 0, value: int = 0, mask: int = 0, flags: int = 0) -> int:
+        i = self._n
+        if i >= self.capacity:
+            raise ValueError(f"batch is full ({self.capacity} ops); create it with a larger capacity")
+        if not 0 <= msr <= 0xFFFFFFFF:
+            raise ValueError(f"MSR {msr:#x} is not a 32-bit register number")
+        if not 0 <= value < 1 << 64 or not 0 <= mask < 1 << 64:
+            raise ValueError(f"value {value:#x} does not fit in 64 bits")
+        if not 0 <= cpu <= CPU_SELF:
+            raise ValueError(f"CPU {cpu} is not a CPU number")
+        o = self._ops[i]
+        o.op = op
+        o.flags = flags
+        o.cpu = cpu
+        o.msr = msr
+        o.err = 0
+        o.value = value
+        o.mask = mask
+        self._n = i + 1
+        return i
+
+    def read(self, msr: int, cpu: int = CPU_SELF) -> int:
+        return self._add(abi.OP_READ, cpu, msr)
+
+    def write(self, msr: int, value: int, cpu: int = CPU_SELF, mask: int | None = None) -> int:
+        """Write value; with mask, only the bits set in mask change (read-modify-write)."""
+        if mask is None:
+            return self._add(abi.OP_WRITE, cpu, msr, value)
+        return self._add(abi.OP_WRITE, cpu, msr, value, mask, abi.OPF_MASKED)
+
+    def rdtsc(self, cpu: int = CPU_SELF) -> int:
+        return self._add(abi.OP_RDTSC, cpu)
+
+    def nop(self, cpu: int = CPU_SELF) -> int:
+        return self._add(abi.OP_NOP, cpu)
+
+    def stop(self) -> int:
+        return self._add(abi.OP_STOP, CPU_SELF)
+
+    def set_value(self, index: int, value: int) -> None:
+        """Change a queued write's value, to resubmit the batch without rebuilding it."""
+        self._ops[index].value = value
+
+    @property
+    def done(self) -> int:
+        """Ops the last submission processed (a STOP included)."""
+        return int(self._hdr.ndone)
+
+    def value(self, index: int) -> int:
+        return int(self._ops[index].value)
+
+    def err(self, index: int) -> int:
+        """0, or the positive errno of a failed op."""
+        return -int(self._ops[index].err)
+
+    def cpu(self, index: int) -> int:
+        return int(self._ops[index].cpu)
+
+    def result(self, index: int) -> OpResult:
+        o = self._ops[index]
+        return OpResult(index, abi.OP_NAMES.get(o.op, str(o.op)), int(o.cpu), int(o.msr), int(o.value), -int(o.err))
+
+    def results(self) -> list[OpResult]:
+        return [self.result(i) for i in range(min(self._n, self.done))]
+
+    def __iter__(self) -> Iterator[OpResult]:
+        return iter(self.results())
+
+    def check(self) -> None:
+        """Raise OpError for the first failed op of the last submission."""
+        for i in range(min(self._n, self.done)):
+            err = -int(self._ops[i].err)
+            if err:
+                r = self.result(i)
+                raise OpError(f"op {i} ({r.op} MSR {r.msr:#x} on CPU {r.cpu}): {op_error_text(err)}", err, i)
+
+
+class Device:
+    """An open /dev/msrdrv; use as a context manager or call close()."""
+
+    def __init__(self, path: str = abi.DEVICE) -> None:
+        self.path = path
+        try:
+            self.fd: int = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as e:
+            raise DeviceError(f"cannot open {path}: {e.strerror}", e.errno or 0) from None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def info(self) -> Info:
+        info: Any = ffi.new("struct msrdrv_info *")
+        if _ioctl(self.fd, _INFO_REQ, ffi.cast("void *", info)) < 0:
+            err = ffi.errno
+            raise DeviceError(f"INFO ioctl on {self.path} failed: {os.strerror(err)}", err)
+        return Info(
+            int(info.abi_version),
+            int(info.max_ops),
+            int(info.features),
+            int(info.nr_cpu_ids),
+            int(info.access),
+            int(info.allowlist_entries),
+            ffi.string(info.version).decode(errors="replace"),
+        )
+
+    def submit(self, batch: Batch) -> int:
+        """Run the batch in one ioctl; returns how many ops failed (see Batch.check)."""
+        batch._hdr.nops = batch._n
+        if _ioctl(self.fd, _BATCH_REQ, batch._arg) < 0:
+            err = ffi.errno
+            raise DeviceError(f"batch ioctl failed: {os.strerror(err)}", err)
+        return int(batch._hdr.nerrs)
+
+    def read(self, msr: int, cpus: list[int]) -> list[OpResult]:
+        """Read one MSR on several CPUs in one ioctl."""
+        batch = Batch(max(1, len(cpus)))
+        for cpu in cpus:
+            batch.read(msr, cpu)
+        self.submit(batch)
+        return batch.results()
