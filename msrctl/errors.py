@@ -1,0 +1,64 @@
+"""Exit codes and the one exception type the CLI turns into a one-line message.
+
+Codes follow msr-tools' rdmsr/wrmsr where the meanings overlap (2: no such
+CPU, 4: the MSR access faulted); the rest are ours.  msr-tools exits 127 on
+usage errors; we use 64 (sysexits EX_USAGE) because 127 means "command not
+found" to shells.
+"""
+
+from __future__ import annotations
+
+OK = 0
+FAILURE = 1  # anything not listed below
+NO_CPU = 2  # msr-tools: "No CPU N"
+PERMISSION = 3  # cannot open the device, op refused, or root needed
+IO_ERROR = 4  # msr-tools: the MSR access faulted (-EIO)
+NOT_LOADED = 5  # msrdrv not loaded or /dev/msrdrv missing
+MODULE = 6  # load/unload failed: module missing, unsigned, no module support, in use
+USAGE = 64  # bad command line, number, register name, CPU list or batch file
+
+EXIT_CODES: dict[int, str] = {
+    OK: "success",
+    FAILURE: "other failure",
+    NO_CPU: "no such CPU, or it is offline (as rdmsr/wrmsr)",
+    PERMISSION: "permission denied: device, write policy or root needed",
+    IO_ERROR: "the MSR access faulted: not implemented or value rejected (as rdmsr/wrmsr)",
+    NOT_LOADED: "msrdrv module not loaded or its device node missing",
+    MODULE: "loading or unloading the module failed",
+    USAGE: "usage error: bad option, number, register name, CPU list or batch file",
+}
+
+
+def exit_codes_help() -> str:
+    """The exit-code table as one paragraph, which every help renderer keeps readable."""
+    return "Exit status: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()) + "."
+
+
+class MsrctlError(Exception):
+    """A failure explained as what went wrong, why, and what to do about it."""
+
+    def __init__(self, what: str, why: str, fix: str = "", code: int = FAILURE) -> None:
+        self.what = what
+        self.why = why
+        self.fix = fix
+        self.code = code
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        text = f"{self.what}: {self.why}"
+        return f"{text}; {self.fix}" if self.fix else text
+
+    def at(self, where: str) -> MsrctlError:
+        """The same error located in an input file (`ops.txt:3`)."""
+        return MsrctlError(f"{where}: {self.what}", self.why, self.fix, self.code)
+
+
+class UsageError(MsrctlError):
+    """Input the user can correct: a malformed number, unknown name, bad list."""
+
+    def __init__(self, what: str, why: str, fix: str = "") -> None:
+        super().__init__(what, why, fix, USAGE)
+
+    def at(self, where: str) -> UsageError:
+        return UsageError(f"{where}: {self.what}", self.why, self.fix)

@@ -1,0 +1,136 @@
+"""Fixtures for the in-guest suite: runs as root inside the QEMU guest against
+the real msrdrv module built from dkms/ for the guest's kernel."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from msrctl import abi  # noqa: E402
+from msrctl.abi import ffi  # noqa: E402
+from msrctl.device import Batch, Device  # noqa: E402
+
+NODE = Path(abi.DEVICE)
+KVER = os.environ.get("MSRDRV_KVER") or os.uname().release
+
+
+def module_path() -> Path:
+    return Path(os.environ.get("MSRDRV_KO", REPO / "dkms" / "msrdrv.ko"))
+
+
+def module_loaded() -> bool:
+    return Path("/sys/module/msrdrv").exists()
+
+
+def wait_for(cond: Any, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def node_ready() -> bool:
+    """The node exists and udev has applied the rule (group msr)."""
+    try:
+        return NODE.stat().st_gid == grp.getgrnam("msr").gr_gid
+    except (FileNotFoundError, KeyError):
+        return False
+
+
+def load_module(*params: str) -> None:
+    subprocess.run(["insmod", str(module_path()), *params], check=True)
+    wait_for(node_ready, "udev to create /dev/msrdrv with group msr")
+
+
+def unload_module() -> None:
+    subprocess.run(["rmmod", "msrdrv"], check=True)
+    wait_for(lambda: not NODE.exists(), "/dev/msrdrv to disappear")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def module() -> Iterator[None]:
+    if not module_loaded():
+        load_module()
+    yield
+
+
+@pytest.fixture
+def loaded() -> None:
+    """Per test: make sure a test that unloaded the module left it loaded."""
+    if not module_loaded():
+        load_module()
+
+
+@pytest.fixture
+def dev(loaded: None) -> Iterator[Device]:
+    with Device() as d:
+        yield d
+
+
+def online_cpus() -> list[int]:
+    cpus: list[int] = []
+    for part in Path("/sys/devices/system/cpu/online").read_text().strip().split(","):
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+@pytest.fixture
+def cpus() -> list[int]:
+    return online_cpus()
+
+
+def raw_batch(
+    fd: int, ops: Any, nops: int, abi_version: int = abi.ABI_VERSION, flags: int = 0, reserved: int = 0
+) -> tuple[int, Any]:
+    """Issue MSRDRV_IOC_BATCH with a hand-made header; returns (0 or -errno, header)."""
+    hdr: Any = ffi.new("struct msrdrv_batch *")
+    hdr.abi_version = abi_version
+    hdr.flags = flags
+    hdr.reserved = reserved
+    hdr.nops = nops
+    hdr.ops = ops if isinstance(ops, int) else abi.address(ops)
+    return abi.ioctl(fd, abi.IOC_BATCH, hdr), hdr
+
+
+def run_as(user: str, code: str, keep_groups: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a Python snippet as `user` (its own groups, no capabilities)."""
+    groups = ["--init-groups"] if keep_groups else ["--clear-groups"]
+    gid = pwd.getpwnam(user).pw_gid
+    return subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={user}",
+            f"--regid={gid}",
+            *groups,
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            sys.executable,
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        check=False,
+    )
+
+
+def set_cpu_online(cpu: int, online: bool) -> None:
+    Path(f"/sys/devices/system/cpu/cpu{cpu}/online").write_text("1" if online else "0")
+
+
+__all__ = ["Batch", "Device", "abi", "ffi", "load_module", "raw_batch", "run_as", "unload_module"]

@@ -1,0 +1,24 @@
+#!/bin/sh
+# In-guest entry: set the guest up the way an installed system is (group
+# msr, test users, the udev rule), then run the in-guest pytest suite and save
+# the kernel log for the host to check.  Runs as root inside the VM.
+set -u
+R=${MSRDRV_RESULTS:?}
+PY=${MSRDRV_PYTHON:-python3}
+
+# virtme hides /etc/shadow behind a tmpfs file that useradd cannot replace:
+# uncover the overlay's own copy so user and group tools work.
+mountpoint -q /etc/shadow && umount /etc/shadow
+getent group msr >/dev/null || groupadd --system msr
+id msruser >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/sh -G msr msruser
+id otheruser >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/sh otheruser
+install -m 0644 udev/60-msrdrv.rules /etc/udev/rules.d/60-msrdrv.rules
+udevadm control --reload
+
+[ $# -eq 0 ] && set -- tests/guest
+echo "msrdrv-tests: suite starts" > /dev/kmsg
+PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$PWD "$PY" -m pytest -p no:cacheprovider \
+	--junitxml="$R/guest.xml" -v "$@"
+rc=$?
+dmesg > "$R/dmesg.txt"
+exit $rc

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Build msrdrv for Debian's kernel, boot that kernel under QEMU once and run
+the in-guest suite (tests/guest) against the real module; then check the
+guest's kernel log for oopses and warnings.
+
+    python tests/suite.py [--kernel VER] [--cpus N] [pytest args for the guest...]
+
+Prints a closing 'guest: N passed, N failed, N skipped' line; exit status 0
+only when every guest test passed and the kernel log is clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import vm  # noqa: E402
+
+REPO = vm.REPO
+
+
+def build_module(kernel: str) -> None:
+    subprocess.run(["make", "-s", "-C", str(REPO / "dkms"), f"KVER={kernel}", "MSRDRV_WERROR=1"], check=True)
+
+
+def junit_counts(path: Path) -> tuple[int, int, int]:
+    """(passed, failed, skipped) from a pytest junit file."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return 0, 0, 0
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    tests = sum(int(s.get("tests", 0)) for s in suites)
+    failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+    skipped = sum(int(s.get("skipped", 0)) for s in suites)
+    return tests - failed - skipped, failed, skipped
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kernel", help="kernel version (default: newest with headers)")
+    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--results", type=Path, default=REPO / "results")
+    ap.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    args = ap.parse_args()
+    kernel = args.kernel or vm.default_kernel()
+    results = args.results.resolve()
+    for name in ("guest.xml", "dmesg.txt"):
+        (results / name).unlink(missing_ok=True)
+
+    t0 = time.monotonic()
+    build_module(kernel)
+    t_build = time.monotonic() - t0
+    extra = " ".join(args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args)
+    guest_cmd = f"MSRDRV_PYTHON={sys.executable} tests/guest/run.sh {extra}"
+    rc = vm.boot(guest_cmd, kernel, cpus=args.cpus, results=results)
+    t_total = time.monotonic() - t0
+
+    problems = vm.dmesg_problems(results / "dmesg.txt")
+    for line in problems:
+        print(f"suite.py: guest kernel log: {line}", file=sys.stderr)
+    passed, failed, skipped = junit_counts(results / "guest.xml")
+    print(f"suite.py: kernel {kernel}, module build {t_build:.1f} s, boot + guest suite {t_total - t_build:.1f} s")
+    print(f"suite.py: guest kernel log {'clean' if not problems else 'has %d bad lines' % len(problems)}")
+    if rc == 125 and not failed:
+        failed = 1
+    print(f"guest: {passed} passed, {failed} failed, {skipped} skipped")
+    return 0 if rc == 0 and not problems and failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

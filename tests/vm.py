@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Boot Debian's kernel under QEMU (virtme-ng, TCG) and run a command in it.
+
+The guest sees the host's root file system read-only with copy-on-write
+overlays (/etc, /tmp, /var, ...), so it can install files and add users
+without touching the host; `results` is the one directory shared read-write.
+
+    python tests/vm.py [--kernel VER] [--cpus N] [--results DIR] -- CMD...
+
+Exit status: the command's, or 125 when the guest never reported one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# What the test run treats as a kernel bug in the guest's log.
+DMESG_BAD = re.compile(r"\bBUG:|\bOops\b|\bWARNING:|general protection|Call Trace:|Kernel panic")
+
+
+def kernel_versions() -> list[str]:
+    """Kernels that have both an image in /boot and headers to build against."""
+    found = []
+    for image in Path("/boot").glob("vmlinuz-*"):
+        ver = image.name[len("vmlinuz-") :]
+        if Path(f"/lib/modules/{ver}/build/Makefile").exists():
+            found.append(ver)
+    return sorted(found, key=lambda v: [int(x) if x.isdigit() else x for x in re.split(r"[.-]", v)])
+
+
+def default_kernel() -> str:
+    vers = kernel_versions()
+    if not vers:
+        sys.exit("vm.py: no /boot/vmlinuz-* with matching headers; run tests/bootstrap.sh (installs linux-image-amd64)")
+    return vers[-1]
+
+
+def vng_binary() -> str:
+    here = Path(sys.executable).parent / "vng"
+    found = str(here) if here.exists() else shutil.which("vng")
+    if not found:
+        sys.exit("vm.py: virtme-ng (vng) not found; run tests/bootstrap.sh")
+    return found
+
+
+def boot(
+    command: str,
+    kernel: str,
+    cpus: int = 2,
+    memory: str = "2G",
+    results: Path | None = None,
+    timeout: int = 1800,
+    append: list[str] | None = None,
+) -> int:
+    """Run `command` (a shell line) as root in a fresh guest; returns its exit status."""
+    results = (results or REPO / "results").resolve()
+    results.mkdir(parents=True, exist_ok=True)
+    rc_file = results / "guest-rc"
+    rc_file.unlink(missing_ok=True)
+    wrapped = (
+        f"cd {shlex.quote(str(REPO))}; "
+        f"export MSRDRV_RESULTS={shlex.quote(str(results))} MSRDRV_KVER={shlex.quote(kernel)}; "
+        f"({command}); echo $? > {shlex.quote(str(rc_file))}"
+    )
+    argv = [
+        vng_binary(),
+        "--run",
+        f"/boot/vmlinuz-{kernel}",
+        "--disable-kvm",  # no KVM on the build machines: TCG emulation
+        "--cpus",
+        str(cpus),
+        "--memory",
+        memory,
+        "--rwdir",
+        str(results),
+        "--exec",
+        wrapped,
+    ]
+    for a in append or []:
+        argv += ["--append", a]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    start = time.monotonic()
+    try:
+        subprocess.run(argv, env=env, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        print(f"vm.py: guest did not finish within {timeout} s", file=sys.stderr)
+        return 124
+    print(f"vm.py: guest ran for {time.monotonic() - start:.1f} s", file=sys.stderr)
+    try:
+        return int(rc_file.read_text().strip())
+    except (OSError, ValueError):
+        print("vm.py: the guest reported no exit status (crashed or did not boot)", file=sys.stderr)
+        return 125
+
+
+def dmesg_problems(path: Path) -> list[str]:
+    """Lines of a saved guest dmesg that show a kernel bug."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return [f"{path}: missing (the guest did not save its kernel log)"]
+    return [line for line in text.splitlines() if DMESG_BAD.search(line)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kernel", help="kernel version (default: newest with headers)")
+    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--memory", default="2G")
+    ap.add_argument("--results", type=Path, default=REPO / "results")
+    ap.add_argument("--timeout", type=int, default=1800)
+    ap.add_argument("--append", action="append", default=[], help="extra kernel command-line option")
+    ap.add_argument("command", nargs=argparse.REMAINDER)
+    args = ap.parse_args()
+    cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not cmd:
+        ap.error("give the command to run in the guest after --")
+    return boot(
+        shlex.join(cmd),
+        args.kernel or default_kernel(),
+        args.cpus,
+        args.memory,
+        args.results,
+        args.timeout,
+        args.append,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
