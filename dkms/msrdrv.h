@@ -8,6 +8,7 @@
 #ifndef _UAPI_LINUX_MSRDRV_H
 #define _UAPI_LINUX_MSRDRV_H
 
+#include <linux/const.h>
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
@@ -23,7 +24,7 @@
 #define MSRDRV_OP_MAX		MSRDRV_OP_RDTSC
 
 /* msrdrv_op.flags: WRITE changes only the bits set in mask. */
-#define MSRDRV_OPF_MASKED	(1U << 0)
+#define MSRDRV_OPF_MASKED	_BITUL(0)
 #define MSRDRV_OPF_ALL		MSRDRV_OPF_MASKED
 
 /* msrdrv_op.cpu: run on whichever CPU issues the ioctl. */
@@ -68,15 +69,15 @@ struct msrdrv_batch {
 };
 
 /* msrdrv_info.features */
-#define MSRDRV_FEAT_MASKED_WRITE	(1ULL << 0)
-#define MSRDRV_FEAT_MULTI_CPU		(1ULL << 1)
-#define MSRDRV_FEAT_LEGACY_CMDS		(1ULL << 2)
-#define MSRDRV_FEAT_ALLOWLIST		(1ULL << 3)
+#define MSRDRV_FEAT_MASKED_WRITE	_BITULL(0)
+#define MSRDRV_FEAT_MULTI_CPU		_BITULL(1)
+#define MSRDRV_FEAT_LEGACY_CMDS		_BITULL(2)
+#define MSRDRV_FEAT_ALLOWLIST		_BITULL(3)
 
 /* msrdrv_info.access: what this open file may do. */
-#define MSRDRV_ACCESS_RAWIO		(1U << 0)	/* opener had CAP_SYS_RAWIO */
-#define MSRDRV_ACCESS_WRITE		(1U << 1)	/* writes possible at all */
-#define MSRDRV_ACCESS_LOCKDOWN		(1U << 2)	/* kernel lockdown forbids writes */
+#define MSRDRV_ACCESS_RAWIO		_BITUL(0)	/* opener had CAP_SYS_RAWIO */
+#define MSRDRV_ACCESS_WRITE		_BITUL(1)	/* writes possible at all */
+#define MSRDRV_ACCESS_LOCKDOWN		_BITUL(2)	/* kernel lockdown forbids writes */
 
 #define MSRDRV_VERSION_LEN	32
 
@@ -100,7 +101,7 @@ struct msrdrv_info {
  * by msr without duplicates.  nentries == 0 removes the list.  GET takes the
  * room in nentries and returns the number in force there.
  */
-#define MSRDRV_ALLOW_READ	(1U << 0)
+#define MSRDRV_ALLOW_READ	_BITUL(0)
 #define MSRDRV_ALLOW_ALL	MSRDRV_ALLOW_READ
 #define MSRDRV_ALLOWLIST_MAX	4096
 
@@ -126,10 +127,11 @@ struct msrdrv_allowlist {
 
 /*
  * The seed driver's interface, kept for existing programs: an array of at
- * most MSR_VEC_LIMIT commands, run in order on the calling CPU until a
- * MSR_STOP.  READ and RDTSC store their result in value.  The ioctl fails
- * with EIO if an op faulted and EPERM if a write was refused; values of the
- * ops that did run are still copied back.
+ * most MSR_VEC_LIMIT commands (the seed's struct MsrInOut, same layout),
+ * run in order on the calling CPU until a MSR_STOP.  READ and RDTSC store
+ * their result in value.  The ioctl fails with EIO if an op faulted and
+ * EPERM if a write was refused; values of the ops that did run are still
+ * copied back.
  */
 #define MSR_NOP			MSRDRV_OP_NOP
 #define MSR_READ		MSRDRV_OP_READ
@@ -149,9 +151,6 @@ struct msrdrv_legacy_cmd {
 		__u64 value;
 	};
 };
-
-/* The seed's name for the command, spelled as its programs expect. */
-#define MsrInOut		msrdrv_legacy_cmd
 
 #define IOCTL_MSR_CMDS		_IO(223, 1)
 

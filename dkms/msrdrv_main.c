@@ -22,7 +22,6 @@
 #include <linux/slab.h>
 #include <linux/smp.h>
 #include <linux/uaccess.h>
-#include <linux/version.h>
 #include <asm/msr.h>
 #include <asm/tsc.h>
 
@@ -33,8 +32,8 @@
 #define MSRDRV_VERSION "unknown"
 #endif
 
-/* 6.16 renamed the 64-bit MSR accessors. */
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 16, 0)
+/* 6.16 renamed the 64-bit MSR accessors; Kbuild detects which we have. */
+#ifdef MSRDRV_HAVE_RDMSRQ
 #define msrdrv_rdmsr_safe(msr, p)	rdmsrq_safe(msr, p)
 #define msrdrv_wrmsr_safe(msr, v)	wrmsrq_safe(msr, v)
 #else

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * A seed-style client: fills struct MsrInOut commands and calls
+ * A seed-style client: fills struct msrdrv_legacy_cmd commands and calls
  * IOCTL_MSR_CMDS, compiled against the shipped msrdrv.h.  The commands are
  * placed at the very end of a page followed by an inaccessible page, so the
  * driver must not read past the STOP.
@@ -18,7 +18,7 @@
 
 #include "msrdrv.h"
 
-static struct MsrInOut *at_page_end(unsigned int n)
+static struct msrdrv_legacy_cmd *at_page_end(unsigned int n)
 {
 	long pg = sysconf(_SC_PAGESIZE);
 	char *p = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
@@ -26,13 +26,13 @@ static struct MsrInOut *at_page_end(unsigned int n)
 
 	if (p == MAP_FAILED || mprotect(p + pg, pg, PROT_NONE))
 		return NULL;
-	return (struct MsrInOut *)(p + pg) - n;
+	return (struct msrdrv_legacy_cmd *)(p + pg) - n;
 }
 
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "read";
-	struct MsrInOut *c;
+	struct msrdrv_legacy_cmd *c;
 	unsigned int i, n;
 	int fd, ret;
 

@@ -1,0 +1,47 @@
+# msrdrv + msrctl.  The two commands the README documents:
+#   make demo   boot Debian's kernel under QEMU, load msrdrv, batch-read MSRs
+#   make test   everything CI runs: lint, host units (latest PyPI and Debian 12
+#               stacks), and the in-guest suite against the real module
+# Both install what they need first (tests/bootstrap.sh).
+
+PY      := .venv/bin/python
+RESULTS := results
+# The guest kernel: the newest one installed with headers (linux-image-amd64).
+KVER    ?= $(shell ls -d /lib/modules/*/build 2>/dev/null | cut -d/ -f4 | sort -V | tail -1)
+
+.PHONY: all bootstrap module demo test test-host test-guest lint clean
+
+all: module
+
+bootstrap:
+	@tests/bootstrap.sh
+
+module: bootstrap
+	$(MAKE) -s -C dkms KVER=$(KVER) MSRDRV_WERROR=1
+
+demo: module
+	$(PY) tests/vm.py --kernel $(KVER) -- tests/guest/demo.sh
+
+lint: bootstrap
+	tests/lint.sh
+
+test-host: bootstrap
+	@mkdir -p $(RESULTS)
+	$(PY) -m pytest tests/host -q --junitxml=$(RESULTS)/host.xml
+	PYTHONPATH=$(CURDIR) /usr/bin/python3 -m pytest tests/host -q --junitxml=$(RESULTS)/host-debian12.xml
+
+test-guest: module
+	$(PY) tests/suite.py --kernel $(KVER)
+
+# Runs every stage even after a failure, then one closing line for them all.
+test: bootstrap
+	@mkdir -p $(RESULTS); rm -f $(RESULTS)/*.xml; rc=0; \
+	$(MAKE) --no-print-directory lint || rc=1; \
+	$(MAKE) --no-print-directory test-host || rc=1; \
+	$(MAKE) --no-print-directory test-guest || rc=1; \
+	$(PY) tests/summary.py $(RESULTS)/host.xml $(RESULTS)/host-debian12.xml $(RESULTS)/guest.xml || rc=1; \
+	exit $$rc
+
+clean:
+	-$(MAKE) -s -C dkms KVER=$(KVER) clean
+	rm -rf $(RESULTS) build

@@ -1,0 +1,149 @@
+"""The bundled register table (data/registers.json): names, vendors, bitfields.
+
+Loaded on first use only, so commands given plain MSR numbers never read it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+
+_DATA = Path(__file__).with_name("data") / "registers.json"
+# Longest first, so MSR_IA32_TSC loses both prefixes.
+_PREFIXES = ("MSR_IA32_", "IA32_", "MSR_")
+VENDORS = ("intel", "amd", "both")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    high: int
+    low: int
+
+    @property
+    def bits(self) -> str:
+        return str(self.low) if self.high == self.low else f"{self.high}:{self.low}"
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    msr: int
+    vendor: str
+    description: str
+    aliases: tuple[str, ...] = ()
+    fields: tuple[Field, ...] = ()
+
+    def field(self, name: str) -> Field | None:
+        key = name.strip().upper()
+        return next((f for f in self.fields if f.name == key), None)
+
+
+def normalize(name: str) -> str:
+    """The lookup key: case-insensitive, '-' as '_', without MSR_/IA32_ prefixes."""
+    key = name.strip().upper().replace("-", "_")
+    for prefix in _PREFIXES:
+        if key.startswith(prefix) and len(key) > len(prefix):
+            return key[len(prefix) :]
+    return key
+
+
+def _bits(text: str) -> tuple[int, int]:
+    high, _, low = text.partition(":")
+    return int(high), int(low or high)
+
+
+def _expand(entry: dict) -> list[Register]:
+    count = int(entry.get("count", 1))
+    stride = int(entry.get("stride", 1))
+    fields = tuple(Field(k, *_bits(v)) for k, v in entry.get("fields", {}).items())
+    out = []
+    for n in range(count):
+
+        def sub(text: str, n: int = n) -> str:
+            return text.replace("{n}", str(n))
+
+        out.append(
+            Register(
+                name=sub(entry["name"]),
+                msr=int(entry["msr"], 16) + n * stride,
+                vendor=entry["vendor"],
+                description=sub(entry["description"]),
+                aliases=tuple(sub(a) for a in entry.get("aliases", ())),
+                fields=fields,
+            )
+        )
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def table() -> tuple[Register, ...]:
+    """Every register, sorted by number."""
+    with _DATA.open(encoding="utf-8") as f:
+        data = json.load(f)
+    regs = [r for entry in data["registers"] for r in _expand(entry)]
+    return tuple(sorted(regs, key=lambda r: r.msr))
+
+
+@functools.lru_cache(maxsize=None)
+def _index() -> dict[str, Register]:
+    index: dict[str, Register] = {}
+    for reg in table():
+        for name in (reg.name, *reg.aliases):
+            index.setdefault(normalize(name), reg)
+    return index
+
+
+@functools.lru_cache(maxsize=None)
+def _by_number() -> dict[int, Register]:
+    return {r.msr: r for r in table()}
+
+
+def by_number(msr: int) -> Register | None:
+    return _by_number().get(msr)
+
+
+def name_of(msr: int) -> str | None:
+    reg = by_number(msr)
+    return reg.name if reg else None
+
+
+def suggest(name: str, n: int = 3) -> list[str]:
+    """Canonical names close to a misspelt one."""
+    index = _index()
+    found: list[str] = []
+    for key in difflib.get_close_matches(normalize(name), list(index), n=n * 3, cutoff=0.6):
+        canonical = index[key].name
+        if canonical not in found:
+            found.append(canonical)
+    return found[:n]
+
+
+def lookup(name: str) -> Register:
+    """The register called name (any case, prefix optional); UsageError with suggestions if none."""
+    reg = _index().get(normalize(name))
+    if reg is not None:
+        return reg
+    close = suggest(name)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise UsageError(
+        f"unknown register '{name}'",
+        "not in the bundled register table",
+        f"{hint}(`msrctl registers` lists the names; or give the MSR as a number such as 0x1b)",
+    )
+
+
+def select(vendor: str | None = None, pattern: str | None = None) -> list[Register]:
+    """Registers for a vendor (shared ones included) whose name or alias contains pattern."""
+    regs = list(table())
+    if vendor:
+        regs = [r for r in regs if r.vendor in (vendor, "both")]
+    if pattern:
+        key = normalize(pattern)
+        regs = [r for r in regs if any(key in normalize(n) for n in (r.name, *r.aliases))]
+    return regs

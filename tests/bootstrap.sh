@@ -1,0 +1,34 @@
+#!/bin/bash
+# Installs what `make test` and `make demo` need, only when it is missing:
+# Debian's kernel image and headers (the guest kernel), QEMU, the compiler,
+# Debian 12's python3-typer/cffi/jinja2 (msrctl must run on them too), and a
+# virtual environment .venv with the latest PyPI releases plus virtme-ng.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(
+	qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static
+	build-essential libc6-dev linux-libc-dev kmod udev util-linux
+	python3 python3-venv python3-pytest python3-typer python3-cffi python3-jinja2
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "bootstrap: installing ${missing[*]}"
+	SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+stamp=.venv/.bootstrap-$(cat pyproject.toml tests/requirements.txt | sha1sum | cut -c1-12)
+if [ ! -e "$stamp" ]; then
+	echo "bootstrap: creating .venv"
+	rm -rf .venv
+	"$PY" -m venv .venv
+	.venv/bin/pip install -q --disable-pip-version-check -e . -r tests/requirements.txt
+	touch "$stamp"
+fi

@@ -1,0 +1,30 @@
+#!/bin/bash
+# Style gates: ruff for Python; the kernel's own checkpatch.pl (--strict) for
+# the C sources.  checkpatch.pl comes from Debian's linux-source package,
+# fetched once into build/checkpatch.
+set -euo pipefail
+shopt -s nullglob
+cd "$(dirname "$0")/.."
+
+py=(msrctl tests)
+[ -d bench ] && py+=(bench)
+.venv/bin/ruff check "${py[@]}"
+.venv/bin/ruff format --check "${py[@]}"
+
+cp_dir=build/checkpatch
+if [ ! -x "$cp_dir/checkpatch.pl" ]; then
+	pkg=$(apt-cache depends linux-source 2>/dev/null | awk '/Depends: linux-source-/{print $2; exit}')
+	[ -n "$pkg" ] || { echo "lint: no linux-source package known to apt (run apt-get update)" >&2; exit 1; }
+	tmp=$(mktemp -d)
+	(cd "$tmp" && apt-get download -qq "$pkg")
+	mkdir -p "$cp_dir"
+	dpkg-deb --fsys-tarfile "$tmp"/"$pkg"_*.deb | tar -xO --wildcards './usr/src/linux-source-*.tar.xz' |
+		tar -xJ -C "$cp_dir" --strip-components=2 --wildcards \
+			'*/scripts/checkpatch.pl' '*/scripts/spelling.txt' '*/scripts/const_structs.checkpatch'
+	rm -rf "$tmp"
+fi
+# Our sources only: dkms/ also holds the build's generated *.mod.c.
+csrc=(dkms/msrdrv_*.[ch] dkms/msrdrv.h tests/guest/c/*.c bench/*.c)
+perl "$cp_dir/checkpatch.pl" --no-tree --strict --quiet -f "${csrc[@]}" ||
+	{ echo "lint: checkpatch found style problems (above)" >&2; exit 1; }
+echo "lint: ruff and checkpatch clean"
