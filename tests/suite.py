@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import vm  # noqa: E402
+import vm
 
 REPO = vm.REPO
 
@@ -66,7 +66,7 @@ def main() -> int:
         print(f"suite.py: guest kernel log: {line}", file=sys.stderr)
     passed, failed, skipped = junit_counts(results / "guest.xml")
     print(f"suite.py: kernel {kernel}, module build {t_build:.1f} s, boot + guest suite {t_total - t_build:.1f} s")
-    print(f"suite.py: guest kernel log {'clean' if not problems else 'has %d bad lines' % len(problems)}")
+    print(f"suite.py: guest kernel log {'clean' if not problems else f'has {len(problems)} bad lines'}")
     if rc == 125 and not failed:
         failed = 1
     print(f"guest: {passed} passed, {failed} failed, {skipped} skipped")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from suite import junit_counts  # noqa: E402
+from suite import junit_counts
 
 
 def main(paths: list[str]) -> int:

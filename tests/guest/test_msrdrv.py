@@ -367,8 +367,17 @@ def test_other_user_cannot_open() -> None:
 def legacy_prog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     exe = tmp_path_factory.mktemp("c") / "legacy_cmds"
     subprocess.run(
-        ["cc", "-O2", "-Wall", "-Werror", "-I", str(REPO / "dkms"), "-o", str(exe),
-         str(REPO / "tests/guest/c/legacy_cmds.c")],
+        [
+            "cc",
+            "-O2",
+            "-Wall",
+            "-Werror",
+            "-I",
+            str(REPO / "dkms"),
+            "-o",
+            str(exe),
+            str(REPO / "tests/guest/c/legacy_cmds.c"),
+        ],
         check=True,
     )
     return exe
