@@ -165,6 +165,7 @@ static int msrdrv_execute(struct msrdrv_file *mf, struct msrdrv_op *ops,
 		if (!op->err)
 			queued[nq++] = i;
 	}
+	msrdrv_policy_end(&pctx);
 
 	/* Hold CPUs online from the check until every op has run. */
 	cpus_read_lock();
@@ -200,7 +201,6 @@ static int msrdrv_execute(struct msrdrv_file *mf, struct msrdrv_op *ops,
 		on_each_cpu_mask(mask, msrdrv_exec_cpu, &run, true);
 	put_cpu();
 	cpus_read_unlock();
-	msrdrv_policy_end(&pctx);
 	ret = 0;
 
 	free_cpumask_var(mask);
@@ -322,7 +322,7 @@ static long msrdrv_ioctl_info(struct msrdrv_file *mf,
 		.abi_version = MSRDRV_ABI_VERSION,
 		.max_ops = min(READ_ONCE(max_ops), MSRDRV_MAX_OPS_LIMIT),
 		.features = MSRDRV_FEAT_MASKED_WRITE | MSRDRV_FEAT_MULTI_CPU |
-			    MSRDRV_FEAT_LEGACY_CMDS,
+			    MSRDRV_FEAT_LEGACY_CMDS | MSRDRV_FEAT_ALLOWLIST,
 		.nr_cpu_ids = nr_cpu_ids,
 	};
 

@@ -8,8 +8,14 @@
 
 #include "msrdrv.h"
 
-/* State held across one batch's policy checks. */
+struct msrdrv_allowlist_k;
+
+/*
+ * State held across one batch's policy checks.  begin() enters an RCU
+ * read-side section that end() leaves: nothing in between may sleep.
+ */
 struct msrdrv_policy_ctx {
+	const struct msrdrv_allowlist_k *list;
 	bool rawio;
 	bool writes_checked;
 	int write_err;

@@ -1,63 +1,15 @@
-"""The msrdrv user-space ABI (dkms/msrdrv.h) declared once, for cffi.
+"""The msrdrv user-space ABI (dkms/msrdrv.h) for Python, through cffi.
 
+The C declarations live once, in abi_build.py; they are compiled ahead of
+time into _abi_cffi.py (cffi's out-of-line ABI mode) so that importing this
+module does not load cffi's C parser, which dominates start-up time.
 tests/host/test_abi.py compiles the real header and checks every size,
 offset and ioctl number below against it, so the two cannot drift.
 """
 
 from __future__ import annotations
 
-import cffi
-
-ffi = cffi.FFI()
-ffi.cdef(
-    """
-    struct msrdrv_op {
-        uint16_t op;
-        uint16_t flags;
-        uint32_t cpu;
-        uint32_t msr;
-        int32_t err;
-        uint64_t value;
-        uint64_t mask;
-    };
-    struct msrdrv_batch {
-        uint32_t abi_version;
-        uint32_t flags;
-        uint32_t nops;
-        uint32_t ndone;
-        uint32_t nerrs;
-        uint32_t reserved;
-        uint64_t ops;
-    };
-    struct msrdrv_info {
-        uint32_t abi_version;
-        uint32_t max_ops;
-        uint64_t features;
-        uint32_t nr_cpu_ids;
-        uint32_t access;
-        uint32_t allowlist_entries;
-        uint32_t reserved0;
-        char version[32];
-        uint64_t reserved[4];
-    };
-    struct msrdrv_allow_entry {
-        uint32_t msr;
-        uint32_t flags;
-        uint64_t write_mask;
-    };
-    struct msrdrv_allowlist {
-        uint32_t abi_version;
-        uint32_t nentries;
-        uint64_t entries;
-    };
-    struct msrdrv_legacy_cmd {
-        uint32_t op;
-        uint32_t ecx;
-        uint64_t value;
-    };
-    int ioctl(int fd, unsigned long request, ...);
-    """
-)
+from ._abi_cffi import ffi
 
 libc = ffi.dlopen(None)
 

@@ -134,3 +134,95 @@ def set_cpu_online(cpu: int, online: bool) -> None:
 
 
 __all__ = ["Batch", "Device", "abi", "ffi", "load_module", "raw_batch", "run_as", "unload_module"]
+
+
+@pytest.fixture(scope="session")
+def cprog(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Compile tests/guest/c/<name>.c against the shipped header (cached per session)."""
+    built: dict[str, Path] = {}
+    out = tmp_path_factory.mktemp("cprog")
+
+    def build(name: str) -> Path:
+        if name not in built:
+            exe = out / name
+            subprocess.run(
+                [
+                    "cc",
+                    "-O2",
+                    "-Wall",
+                    "-Werror",
+                    "-pthread",
+                    "-I",
+                    str(REPO / "dkms"),
+                    "-o",
+                    str(exe),
+                    str(REPO / "tests" / "guest" / "c" / f"{name}.c"),
+                ],
+                check=True,
+            )
+            built[name] = exe
+        return built[name]
+
+    return build
+
+
+BATCH_AS = """
+import errno, json, sys
+from msrctl.device import Batch, Device, DeviceError
+ops = json.loads(sys.argv[1])
+try:
+    dev = Device()
+except DeviceError as e:
+    print(json.dumps({"open": errno.errorcode[e.errno]})); sys.exit(0)
+b = Batch(max(1, len(ops)))
+for op, msr, value, cpu in ops:
+    if op == "read":
+        b.read(msr, cpu)
+    else:
+        b.write(msr, value, cpu)
+dev.submit(b)
+print(json.dumps({"errs": [errno.errorcode.get(b.err(i), "OK") for i in range(len(ops))],
+                  "values": [b.value(i) for i in range(len(ops))]}))
+"""
+
+
+def batch_as(user: str, ops: list[tuple[str, int, int, int]]) -> dict[str, Any]:
+    """Run one batch of (op, msr, value, cpu) as `user`; errors as errno names ('OK' for none)."""
+    import json
+
+    r = (
+        subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={user}",
+                f"--regid={pwd.getpwnam(user).pw_gid}",
+                "--init-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                sys.executable,
+                "-c",
+                BATCH_AS,
+                json.dumps(ops),
+            ],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            check=False,
+        )
+        if user != "root"
+        else subprocess.run(
+            [sys.executable, "-c", BATCH_AS, json.dumps(ops)],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            check=False,
+        )
+    )
+    assert r.returncode == 0, r.stderr
+    return dict(json.loads(r.stdout))
+
+
+def results_dir() -> Path:
+    path = Path(os.environ.get("MSRDRV_RESULTS", "/tmp"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -18,7 +18,7 @@ udevadm control --reload
 [ $# -eq 0 ] && set -- tests/guest
 echo "msrdrv-tests: suite starts" > /dev/kmsg
 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$PWD "$PY" -m pytest -p no:cacheprovider \
-	--junitxml="$R/guest.xml" -v "$@"
+	--junitxml="$R/guest.xml" --durations=12 -v "$@"
 rc=$?
 dmesg > "$R/dmesg.txt"
 exit $rc
