@@ -370,13 +370,13 @@ static int msrdrv_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/* nonseekable_open() at open time makes seeks fail; no .llseek needed. */
 static const struct file_operations msrdrv_fops = {
 	.owner = THIS_MODULE,
 	.open = msrdrv_open,
 	.release = msrdrv_release,
 	.unlocked_ioctl = msrdrv_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
-	.llseek = no_llseek,
 };
 
 /* The node is 0660 from birth; the udev rule gives it group msr. */
