@@ -9,7 +9,7 @@ RESULTS := results
 # The guest kernel: the newest one installed with headers (linux-image-amd64).
 KVER    ?= $(shell ls -d /lib/modules/*/build 2>/dev/null | cut -d/ -f4 | sort -V | tail -1)
 
-.PHONY: all bootstrap module demo test test-host test-guest lint clean
+.PHONY: all bootstrap module demo test test-host test-guest lint bench clean
 
 all: module
 
@@ -24,6 +24,14 @@ demo: module
 
 lint: bootstrap
 	tests/lint.sh
+
+# Benchmarks in the guest (4 vCPUs); msr-tools and matplotlib are optional
+# extras for the comparison and the plot.
+bench: module
+	@dpkg-query -W -f='$${Status}' msr-tools 2>/dev/null | grep -q "install ok" || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq msr-tools >/dev/null || true
+	@$(PY) -c "import matplotlib" 2>/dev/null || .venv/bin/pip install -q matplotlib || true
+	$(PY) bench/run.py
 
 test-host: bootstrap
 	@mkdir -p $(RESULTS)
@@ -45,3 +53,20 @@ test: bootstrap
 clean:
 	-$(MAKE) -s -C dkms KVER=$(KVER) clean
 	rm -rf $(RESULTS) build
+
+# --- Debian packages (issue 4; owned with debian/ and tests/deb/) ------------------
+# make deb       build msrdrv-dkms and msrctl (.deb, arch all) in a copy of the
+#                checkout under build/deb/, then lintian (errors/warnings fail)
+# make test-deb  make deb, then boot the guest once: apt install, udev, group
+#                access, remove/purge, reinstall, dkms-autopkgtest; checks the
+#                guest dmesg; closing line 'deb: N passed, N failed, N skipped'
+# The .debs are only ever installed inside the guest, never on this machine.
+DEB_DIR := build/deb
+
+.PHONY: deb test-deb
+
+deb:
+	tests/deb/build.sh $(DEB_DIR)
+
+test-deb: bootstrap deb
+	$(PY) tests/deb/e2e.py --kernel $(KVER) --debs $(DEB_DIR)
