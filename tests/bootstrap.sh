@@ -24,7 +24,10 @@ if ((${#missing[@]})); then
 fi
 
 PY=${PYTHON:-python3}
-stamp=.venv/.bootstrap-$(cat pyproject.toml tests/requirements.txt | sha1sum | cut -c1-12)
+# Rebuilt only when what it installs changes: the requirements, and
+# pyproject's dependency and entry-point lines.
+stamp=.venv/.bootstrap-$( (sed -n '/^dependencies = \[/,/^\]/p;/^\[project.scripts\]/,/^$/p' pyproject.toml
+	cat tests/requirements.txt) | sha1sum | cut -c1-12)
 if [ ! -e "$stamp" ]; then
 	echo "bootstrap: creating .venv"
 	rm -rf .venv
