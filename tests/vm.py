@@ -64,7 +64,7 @@ def boot(
     """Run `command` (a shell line) as root in a fresh guest; returns its exit status."""
     results = (results or REPO / "results").resolve()
     results.mkdir(parents=True, exist_ok=True)
-    rc_file = results / "guest-rc"
+    rc_file = results / f"guest-rc.{os.getpid()}"  # several guests may share results/
     rc_file.unlink(missing_ok=True)
     wrapped = (
         f"cd {shlex.quote(str(REPO))}; "
@@ -100,6 +100,8 @@ def boot(
     except (OSError, ValueError):
         print("vm.py: the guest reported no exit status (crashed or did not boot)", file=sys.stderr)
         return 125
+    finally:
+        rc_file.unlink(missing_ok=True)
 
 
 def dmesg_problems(path: Path) -> list[str]:
