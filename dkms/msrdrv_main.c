@@ -58,11 +58,17 @@ struct msrdrv_file {
 	bool rawio;
 };
 
-/* What one cross-call needs: the ops, and each CPU's slice of order[]. */
+/* A multi-CPU batch's cross-call: the ops, and each CPU's slice of order[]. */
 struct msrdrv_run {
 	struct msrdrv_op *ops;
-	u32 *order;	/* op indices grouped by CPU, array order kept */
+	u32 *order;	/* indices of runnable ops grouped by CPU, array order kept */
 	u32 *start;	/* start[cpu]..start[cpu + 1] is that CPU's slice */
+};
+
+/* A single-CPU batch: every runnable op (err still 0) targets one CPU. */
+struct msrdrv_single {
+	struct msrdrv_op *ops;
+	u32 n;
 };
 
 static void msrdrv_exec_op(struct msrdrv_op *op)
@@ -106,6 +112,16 @@ static void msrdrv_exec_cpu(void *info)
 		msrdrv_exec_op(&run->ops[run->order[i]]);
 }
 
+static void msrdrv_exec_single(void *info)
+{
+	struct msrdrv_single *one = info;
+	u32 i;
+
+	for (i = 0; i < one->n; i++)
+		if (!one->ops[i].err)
+			msrdrv_exec_op(&one->ops[i]);
+}
+
 /*
  * Check op codes and flags; returns the number of ops up to and including
  * the first STOP, or -EINVAL.  Nothing has run yet, so a bad batch loses
@@ -129,30 +145,60 @@ static int msrdrv_validate(const struct msrdrv_op *ops, u32 n)
 }
 
 /*
+ * Several target CPUs: group the runnable ops by CPU (counting sort, O(n +
+ * CPUs), array order kept per CPU) and run them with one cross-call, each
+ * CPU with interrupts off.  Called with CPU hotplug held off and preemption
+ * disabled, with buffers for n ops and nr_cpu_ids + 1 slice starts.
+ */
+static void msrdrv_run_multi(struct msrdrv_op *ops, u32 n, u32 *order,
+			     u32 *start, struct cpumask *mask)
+{
+	struct msrdrv_run run = { .ops = ops, .order = order, .start = start };
+	unsigned int cpu;
+	u32 i;
+
+	for (i = 0; i < n; i++) {
+		if (ops[i].err || ops[i].op == MSRDRV_OP_NOP ||
+		    ops[i].op == MSRDRV_OP_STOP)
+			continue;
+		start[ops[i].cpu + 1]++;
+		cpumask_set_cpu(ops[i].cpu, mask);
+	}
+	for (cpu = 0; cpu < nr_cpu_ids; cpu++)
+		start[cpu + 1] += start[cpu];
+	for (i = 0; i < n; i++) {
+		if (ops[i].err || ops[i].op == MSRDRV_OP_NOP ||
+		    ops[i].op == MSRDRV_OP_STOP)
+			continue;
+		order[start[ops[i].cpu]++] = i;
+	}
+	/* The fill above advanced each start to its end: shift back. */
+	for (cpu = nr_cpu_ids; cpu > 0; cpu--)
+		start[cpu] = start[cpu - 1];
+	start[0] = 0;
+	on_each_cpu_mask(mask, msrdrv_exec_cpu, &run, true);
+}
+
+/*
  * Run n validated ops.  Every op's err is set: policy refusals and absent
- * CPUs are decided here, the rest by the CPU that runs the op.  Returns
- * 0 or -ENOMEM (then nothing ran).
+ * CPUs are decided here, the rest by the CPU that runs the op.  A batch
+ * whose ops all target one CPU (the common case) needs no grouping: it runs
+ * locally with interrupts off, or through one smp_call_function_single().
+ * Returns 0 or -ENOMEM (then nothing ran).
  */
 static int msrdrv_execute(struct msrdrv_file *mf, struct msrdrv_op *ops,
 			  u32 n)
 {
 	struct msrdrv_policy_ctx pctx;
-	struct msrdrv_run run = { .ops = ops };
+	struct msrdrv_single one = { .ops = ops, .n = n };
+	unsigned int self, cpu, target = UINT_MAX, named = UINT_MAX;
 	cpumask_var_t mask;
-	unsigned int self, cpu;
-	u32 *queued;
-	u32 i, nq = 0;
-	int ret = -ENOMEM;
-
-	run.order = kvmalloc_array(n, sizeof(*run.order),
-				   GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
-	queued = kvmalloc_array(n, sizeof(*queued),
-				GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
-	run.start = kvcalloc(nr_cpu_ids + 1, sizeof(*run.start),
-			     GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
-	if (!run.order || !queued || !run.start ||
-	    !zalloc_cpumask_var(&mask, GFP_KERNEL | __GFP_NOWARN))
-		goto out_free;
+	u32 *order = NULL, *start = NULL;
+	bool multi = false, runnable = false, maybe_multi = false;
+	bool has_self = false, have_mask = false;
+	unsigned long flags;
+	u32 i;
+	int ret = 0;
 
 	msrdrv_policy_begin(&pctx, mf->rawio);
 	for (i = 0; i < n; i++) {
@@ -162,52 +208,68 @@ static int msrdrv_execute(struct msrdrv_file *mf, struct msrdrv_op *ops,
 		if (op->op == MSRDRV_OP_NOP || op->op == MSRDRV_OP_STOP)
 			continue;
 		op->err = msrdrv_policy_check(&pctx, op);
-		if (!op->err)
-			queued[nq++] = i;
+		if (op->cpu == MSRDRV_CPU_SELF)
+			has_self = true;
+		else if (named != UINT_MAX && op->cpu != named)
+			maybe_multi = true;
+		else
+			named = op->cpu;
 	}
 	msrdrv_policy_end(&pctx);
+
+	/* Only a batch for several CPUs needs grouping buffers: get them now. */
+	if (maybe_multi || (has_self && named != UINT_MAX)) {
+		order = kvmalloc_array(n, sizeof(*order),
+				       GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+		start = kvcalloc(nr_cpu_ids + 1, sizeof(*start),
+				 GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+		have_mask = order && start &&
+			    zalloc_cpumask_var(&mask, GFP_KERNEL | __GFP_NOWARN);
+		if (!have_mask) {
+			ret = -ENOMEM;
+			goto out;
+		}
+	}
 
 	/* Hold CPUs online from the check until every op has run. */
 	cpus_read_lock();
 	self = get_cpu();
-	for (i = 0; i < nq; i++) {
-		struct msrdrv_op *op = &ops[queued[i]];
+	for (i = 0; i < n; i++) {
+		struct msrdrv_op *op = &ops[i];
 
+		if (op->err || op->op == MSRDRV_OP_NOP ||
+		    op->op == MSRDRV_OP_STOP)
+			continue;
 		cpu = op->cpu == MSRDRV_CPU_SELF ? self : op->cpu;
 		if (cpu >= nr_cpu_ids || !cpu_online(cpu)) {
 			op->err = -ENXIO;
-			queued[i] = U32_MAX;
 			continue;
 		}
 		op->cpu = cpu;
-		run.start[cpu + 1]++;
-		cpumask_set_cpu(cpu, mask);
+		if (runnable && cpu != target)
+			multi = true;
+		target = cpu;
+		runnable = true;
 	}
-	/* Counting sort by CPU: O(n + CPUs), keeps array order per CPU. */
-	for (cpu = 0; cpu < nr_cpu_ids; cpu++)
-		run.start[cpu + 1] += run.start[cpu];
-	for (i = 0; i < nq; i++) {
-		if (queued[i] == U32_MAX)
-			continue;
-		cpu = ops[queued[i]].cpu;
-		run.order[run.start[cpu]++] = queued[i];
-	}
-	/* The fill above advanced each start to its end: shift back. */
-	for (cpu = nr_cpu_ids; cpu > 0; cpu--)
-		run.start[cpu] = run.start[cpu - 1];
-	run.start[0] = 0;
 
-	if (!cpumask_empty(mask))
-		on_each_cpu_mask(mask, msrdrv_exec_cpu, &run, true);
+	if (!runnable) {
+		/* nothing to run */
+	} else if (!multi && target == self) {
+		local_irq_save(flags);
+		msrdrv_exec_single(&one);
+		local_irq_restore(flags);
+	} else if (!multi) {
+		smp_call_function_single(target, msrdrv_exec_single, &one, 1);
+	} else {
+		msrdrv_run_multi(ops, n, order, start, mask);
+	}
 	put_cpu();
 	cpus_read_unlock();
-	ret = 0;
-
-	free_cpumask_var(mask);
-out_free:
-	kvfree(run.start);
-	kvfree(queued);
-	kvfree(run.order);
+out:
+	if (have_mask)
+		free_cpumask_var(mask);
+	kvfree(start);
+	kvfree(order);
 	return ret;
 }
 
