@@ -91,9 +91,7 @@ def parse_cpus(text: str) -> list[int]:
         lo = _cpu_number(lo_text, text)
         hi = _cpu_number(hi_text, text) if dash else lo
         if hi < lo:
-            raise UsageError(
-                f"malformed CPU list '{text}'", f"range {part} runs backwards", f"write it as {hi}-{lo}"
-            )
+            raise UsageError(f"malformed CPU list '{text}'", f"range {part} runs backwards", f"write it as {hi}-{lo}")
         if hi - lo + 1 + len(cpus) > MAX_CPUS:
             raise UsageError(
                 f"CPU list '{text}' is too long",

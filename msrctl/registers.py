@@ -81,7 +81,7 @@ def _expand(entry: dict) -> list[Register]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def table() -> tuple[Register, ...]:
     """Every register, sorted by number."""
     with _DATA.open(encoding="utf-8") as f:
@@ -90,7 +90,7 @@ def table() -> tuple[Register, ...]:
     return tuple(sorted(regs, key=lambda r: r.msr))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _index() -> dict[str, Register]:
     index: dict[str, Register] = {}
     for reg in table():
@@ -99,7 +99,7 @@ def _index() -> dict[str, Register]:
     return index
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _by_number() -> dict[int, Register]:
     return {r.msr: r for r in table()}
 

@@ -1,0 +1,5 @@
+"""`python -m msrctl`."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""The `msrctl status` report: what state msrdrv is in and what to do about each problem."""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any
+
+from . import diagnose, errors, system
+
+FEATURES = ("masked_write", "multi_cpu", "legacy_cmds", "allowlist")
+
+
+def _abi(device: str) -> dict[str, Any] | str:
+    """INFO ioctl results, or why they could not be had."""
+    from . import abi
+    from .device import Device, DeviceError
+
+    try:
+        with Device(device) as dev:
+            info = dev.info()
+    except DeviceError as e:
+        return str(e)
+    return {
+        "version": info.abi_version,
+        "expected": abi.ABI_VERSION,
+        "module_version": info.version,
+        "max_ops": info.max_ops,
+        "nr_cpu_ids": info.nr_cpu_ids,
+        "features": [name for bit, name in enumerate(FEATURES) if info.features >> bit & 1],
+        "rawio": info.rawio,
+        "writes_allowed": info.writes_allowed,
+        "lockdown": info.lockdown,
+        "allowlist_entries": info.allowlist_entries,
+    }
+
+
+def _problem(problems: list[dict[str, Any]], code: int, problem: str, fix: str) -> None:
+    problems.append({"problem": problem, "fix": fix, "code": code})
+
+
+def report(device: str) -> dict[str, Any]:
+    """Everything `status` shows; report['problems'] lists blocking issues, ['notes'] the others."""
+    problems: list[dict[str, Any]] = []
+    notes: list[str] = []
+    loaded = system.module_loaded()
+    module: dict[str, Any] = {
+        "loaded": loaded,
+        "version": system.module_version(),
+        "refcnt": system.module_refcnt(),
+        "parameters": system.module_params(),
+        "module_support": system.module_support(),
+        "file": None if loaded else system.module_file(),
+    }
+    node = system.node(device)
+    user = system.user()
+    open_err = system.try_open(device) if node.exists else errno.ENOENT
+    rep: dict[str, Any] = {
+        "kernel": system.kernel_release(),
+        "module": module,
+        "device": {
+            "path": device,
+            "exists": node.exists,
+            "char_device": node.is_char,
+            "mode": f"{node.mode:04o}" if node.exists else None,
+            "owner": node.owner or None,
+            "group": node.group or None,
+        },
+        "user": {
+            "name": user.name,
+            "uid": user.uid,
+            "groups": list(user.groups),
+            "in_group": user.group_member,
+            "listed_in_group": user.group_listed,
+            "can_open": open_err == 0,
+            "open_error": os.strerror(open_err) if open_err else None,
+        },
+        "abi": None,
+        "lockdown": system.lockdown(),
+        "dkms": system.dkms_status(),
+    }
+    if not module["module_support"]:
+        _problem(problems, errors.MODULE, "this kernel cannot load modules", "boot a kernel with CONFIG_MODULES=y")
+    elif not loaded:
+        fix = "run: sudo msrctl load" if module["file"] else diagnose_install()
+        _problem(problems, errors.NOT_LOADED, "msrdrv module not loaded", fix)
+    if loaded and not node.exists:
+        _problem(
+            problems,
+            errors.NOT_LOADED,
+            f"{device} does not exist although msrdrv is loaded",
+            "let udev create it: sudo udevadm trigger (check devtmpfs is mounted)",
+        )
+    if node.exists and open_err:
+        err = diagnose.open_error(device, open_err)
+        _problem(problems, err.code, f"{user.name} cannot open {device}: {err.why}", err.fix)
+    if open_err == 0:
+        abi_info = _abi(device)
+        if isinstance(abi_info, str):
+            _problem(problems, errors.FAILURE, f"INFO ioctl failed: {abi_info}", "reload msrdrv; see dmesg")
+        else:
+            rep["abi"] = abi_info
+            if abi_info["version"] != abi_info["expected"]:
+                _problem(
+                    problems,
+                    errors.FAILURE,
+                    f"msrdrv speaks ABI {abi_info['version']}, msrctl expects {abi_info['expected']}",
+                    "install matching versions of msrdrv-dkms and msrctl",
+                )
+            if abi_info["lockdown"]:
+                notes.append("kernel lockdown forbids MSR writes (reads work)")
+            elif not abi_info["rawio"]:
+                notes.append("reads only: writing MSRs needs CAP_SYS_RAWIO (run as root)")
+            elif not abi_info["writes_allowed"]:
+                notes.append("writes are disabled (allow_writes=0)")
+    if rep["dkms"] is None:
+        notes.append("dkms is not installed: the module will not be rebuilt for new kernels")
+    elif not rep["dkms"]:
+        notes.append("dkms does not know msrdrv: install msrdrv-dkms to rebuild it for new kernels")
+    rep["problems"] = problems
+    rep["notes"] = notes
+    rep["ok"] = not problems
+    return rep
+
+
+def diagnose_install() -> str:
+    from .modtool import INSTALL_FIX
+
+    return INSTALL_FIX
+
+
+def exit_code(rep: dict[str, Any]) -> int:
+    problems = rep["problems"]
+    return int(problems[0]["code"]) if problems else errors.OK

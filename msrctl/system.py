@@ -1,0 +1,211 @@
+"""Read-only probes of the running system: module state, device node, user, lockdown, dkms.
+
+Paths under /sys and /proc are taken relative to $MSRCTL_SYSROOT (default /)
+so that tests can point them at a fake tree.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+MODULE = "msrdrv"
+GROUP = "msr"
+DEFAULT_DEVICE = "/dev/msrdrv"
+# Module tools live in sbin, which unprivileged users' PATH may lack.
+_TOOL_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+
+
+def sysroot() -> Path:
+    return Path(os.environ.get("MSRCTL_SYSROOT", "/"))
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+
+
+def tool(name: str) -> str | None:
+    """Full path of a system tool, also looking in sbin."""
+    return shutil.which(name, path=_TOOL_PATH)
+
+
+def run_tool(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def kernel_release() -> str:
+    return os.uname().release
+
+
+def module_support() -> bool:
+    """Whether the kernel can load modules at all (CONFIG_MODULES)."""
+    return (sysroot() / "proc/modules").exists()
+
+
+def module_dir() -> Path:
+    return sysroot() / "sys/module" / MODULE
+
+
+def module_loaded() -> bool:
+    # /sys/module/X also exists for built-in code with parameters; initstate only for loaded modules.
+    return _read(module_dir() / "initstate") is not None
+
+
+def module_version() -> str | None:
+    return _read(module_dir() / "version")
+
+
+def module_refcnt() -> int | None:
+    text = _read(module_dir() / "refcnt")
+    return int(text) if text and text.isdigit() else None
+
+
+def module_params() -> dict[str, str]:
+    params = module_dir() / "parameters"
+    try:
+        names = sorted(p.name for p in params.iterdir())
+    except OSError:
+        return {}
+    return {n: v for n in names if (v := _read(params / n)) is not None}
+
+
+def module_file() -> str | None:
+    """The msrdrv.ko modprobe would load for the running kernel (modinfo), or None."""
+    modinfo = tool("modinfo")
+    if modinfo is None:
+        return None
+    try:
+        res = run_tool([modinfo, "-F", "filename", MODULE], timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    name = res.stdout.strip().splitlines()
+    return name[0] if res.returncode == 0 and name else None
+
+
+def modules_dir_exists() -> bool:
+    return (sysroot() / "lib/modules" / kernel_release()).is_dir()
+
+
+def lockdown() -> str | None:
+    """The active lockdown mode ('none', 'integrity', 'confidentiality'), or None if unknown."""
+    text = _read(sysroot() / "sys/kernel/security/lockdown")
+    if not text:
+        return None
+    for word in text.split():
+        if word.startswith("["):
+            return word.strip("[]")
+    return None
+
+
+def dkms_status() -> str | None:
+    """`dkms status msrdrv` output ('' when dkms knows nothing), None without dkms."""
+    dkms = tool("dkms")
+    if dkms is None:
+        return None
+    try:
+        res = run_tool([dkms, "status", MODULE], timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"dkms failed: {e}"
+    return (res.stdout or res.stderr).strip()
+
+
+def online_cpus() -> list[int]:
+    """Online CPUs from sysfs; all CPUs Python sees if sysfs says nothing."""
+    text = _read(sysroot() / "sys/devices/system/cpu/online")
+    if text:
+        from .errors import UsageError
+        from .parse import parse_cpus
+
+        try:
+            return parse_cpus(text)
+        except UsageError:
+            pass
+    return list(range(os.cpu_count() or 1))
+
+
+def cpu_list_text(cpus: list[int]) -> str:
+    """[0,1,2,5] -> '0-2,5'."""
+    parts: list[str] = []
+    for cpu in cpus:
+        if parts and parts[-1].rsplit("-", 1)[-1] == str(cpu - 1):
+            parts[-1] = parts[-1].split("-")[0] + f"-{cpu}"
+        else:
+            parts.append(str(cpu))
+    return ",".join(parts)
+
+
+@dataclass(frozen=True)
+class Node:
+    path: str
+    exists: bool
+    is_char: bool = False
+    mode: int = 0
+    owner: str = ""
+    group: str = ""
+
+
+def _name(lookup: object, ident: int) -> str:
+    try:
+        return str(lookup(ident)[0])  # type: ignore[operator]
+    except KeyError:
+        return str(ident)
+
+
+def node(path: str) -> Node:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return Node(path, False)
+    return Node(
+        path,
+        True,
+        stat.S_ISCHR(st.st_mode),
+        stat.S_IMODE(st.st_mode),
+        _name(pwd.getpwuid, st.st_uid),
+        _name(grp.getgrgid, st.st_gid),
+    )
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    uid: int
+    groups: tuple[str, ...]  # of this process
+    group_exists: bool  # group msr exists
+    group_member: bool  # this process has group msr
+    group_listed: bool  # the group database lists the user (a new login would have it)
+
+
+def user() -> User:
+    uid = os.geteuid()
+    name = _name(pwd.getpwuid, uid)
+    gids = {os.getegid(), *os.getgroups()}
+    groups = tuple(sorted(_name(grp.getgrgid, g) for g in gids))
+    try:
+        g = grp.getgrnam(GROUP)
+    except KeyError:
+        return User(name, uid, groups, False, False, False)
+    try:
+        primary = pwd.getpwuid(uid).pw_gid == g.gr_gid
+    except KeyError:
+        primary = False
+    return User(name, uid, groups, True, g.gr_gid in gids, name in g.gr_mem or primary)
+
+
+def try_open(path: str) -> int:
+    """0 if path opens read-write, else the errno."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        return e.errno or 1
+    os.close(fd)
+    return 0

@@ -1,0 +1,104 @@
+"""The cffi declarations in msrctl/abi.py match the real dkms/msrdrv.h, compiled by cc."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+STRUCTS = {
+    "msrdrv_op": ["op", "flags", "cpu", "msr", "err", "value", "mask"],
+    "msrdrv_batch": ["abi_version", "flags", "nops", "ndone", "nerrs", "reserved", "ops"],
+    "msrdrv_info": [
+        "abi_version",
+        "max_ops",
+        "features",
+        "nr_cpu_ids",
+        "access",
+        "allowlist_entries",
+        "reserved0",
+        "version",
+        "reserved",
+    ],
+    "msrdrv_allow_entry": ["msr", "flags", "write_mask"],
+    "msrdrv_allowlist": ["abi_version", "nentries", "entries"],
+    "msrdrv_legacy_cmd": ["op", "ecx", "value"],
+}
+# C macro -> attribute of msrctl.abi
+CONSTANTS = {
+    "MSRDRV_ABI_VERSION": "ABI_VERSION",
+    "MSRDRV_OP_NOP": "OP_NOP",
+    "MSRDRV_OP_READ": "OP_READ",
+    "MSRDRV_OP_WRITE": "OP_WRITE",
+    "MSRDRV_OP_STOP": "OP_STOP",
+    "MSRDRV_OP_RDTSC": "OP_RDTSC",
+    "MSRDRV_OPF_MASKED": "OPF_MASKED",
+    "MSRDRV_CPU_SELF": "CPU_SELF",
+    "MSRDRV_FEAT_MASKED_WRITE": "FEAT_MASKED_WRITE",
+    "MSRDRV_FEAT_MULTI_CPU": "FEAT_MULTI_CPU",
+    "MSRDRV_FEAT_LEGACY_CMDS": "FEAT_LEGACY_CMDS",
+    "MSRDRV_FEAT_ALLOWLIST": "FEAT_ALLOWLIST",
+    "MSRDRV_ACCESS_RAWIO": "ACCESS_RAWIO",
+    "MSRDRV_ACCESS_WRITE": "ACCESS_WRITE",
+    "MSRDRV_ACCESS_LOCKDOWN": "ACCESS_LOCKDOWN",
+    "MSRDRV_ALLOW_READ": "ALLOW_READ",
+    "MSR_VEC_LIMIT": "MSR_VEC_LIMIT",
+    "MSRDRV_IOC_MAGIC": "IOC_MAGIC",
+    "MSRDRV_IOC_INFO": "IOC_INFO",
+    "MSRDRV_IOC_BATCH": "IOC_BATCH",
+    "MSRDRV_IOC_SET_ALLOWLIST": "IOC_SET_ALLOWLIST",
+    "MSRDRV_IOC_GET_ALLOWLIST": "IOC_GET_ALLOWLIST",
+    "IOCTL_MSR_CMDS": "IOCTL_MSR_CMDS",
+}
+
+
+def c_program() -> str:
+    lines = ["#include <stdio.h>", "#include <stddef.h>", '#include "msrdrv.h"', "int main(void) {"]
+    for struct, fields in STRUCTS.items():
+        lines.append(f'printf("sizeof {struct} %zu\\n", sizeof(struct {struct}));')
+        for f in fields:
+            lines.append(f'printf("offsetof {struct}.{f} %zu\\n", offsetof(struct {struct}, {f}));')
+            lines.append(f'printf("fieldsize {struct}.{f} %zu\\n", sizeof(((struct {struct} *)0)->{f}));')
+    for macro in CONSTANTS:
+        lines.append(f'printf("const {macro} %llu\\n", (unsigned long long)({macro}));')
+    lines.append('printf("device %s\\n", MSRDRV_DEVICE);')
+    lines.append("return 0; }")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def c_facts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    if CC is None:
+        pytest.skip("no C compiler (cc/gcc/clang) to compile dkms/msrdrv.h")
+    tmp = tmp_path_factory.mktemp("abi")
+    src = tmp / "abi.c"
+    src.write_text(c_program())
+    exe = tmp / "abi"
+    subprocess.run([CC, "-Wall", "-Werror", "-I", str(ROOT / "dkms"), "-o", str(exe), str(src)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    return dict(line.rsplit(" ", 1) for line in out.splitlines())
+
+
+def test_struct_layout(c_facts: dict[str, str]) -> None:
+    from msrctl.abi import ffi
+
+    for struct, fields in STRUCTS.items():
+        ctype = f"struct {struct}"
+        assert ffi.sizeof(ctype) == int(c_facts[f"sizeof {struct}"]), struct
+        for f in fields:
+            assert ffi.offsetof(ctype, f) == int(c_facts[f"offsetof {struct}.{f}"]), f"{struct}.{f}"
+            field_type = dict(ffi.typeof(ctype).fields)[f].type
+            assert ffi.sizeof(field_type) == int(c_facts[f"fieldsize {struct}.{f}"]), f"{struct}.{f}"
+
+
+def test_constants(c_facts: dict[str, str]) -> None:
+    from msrctl import abi
+
+    for macro, attr in CONSTANTS.items():
+        assert getattr(abi, attr) == int(c_facts[f"const {macro}"]), macro
+    assert abi.DEVICE == c_facts["device"]

@@ -1,0 +1,224 @@
+"""The CLI without a device: messages, exit codes, laziness, on whichever Python runs the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from msrctl import errors
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """No device, and an empty sysroot: msrdrv is not loaded, the kernel has no modules."""
+    e = dict(os.environ)
+    e.update(PYTHONPATH=str(ROOT), MSRCTL_DEVICE=str(tmp_path / "msrdrv"), MSRCTL_SYSROOT=str(tmp_path / "root"))
+    e.pop("MSRCTL_DEBUG", None)
+    return e
+
+
+def msrctl(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "msrctl", *args], input=stdin, capture_output=True, text=True, env=env, check=False
+    )
+
+
+def one_error(res: subprocess.CompletedProcess[str]) -> str:
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("msrctl: error: ")
+    assert "Traceback" not in res.stderr
+    return lines[0][len("msrctl: error: ") :]
+
+
+def test_device_missing(env: dict[str, str]) -> None:
+    res = msrctl(env, "read", "0x1b")
+    assert res.returncode == errors.NOT_LOADED == 5
+    assert (
+        one_error(res) == f"cannot open {env['MSRCTL_DEVICE']}: msrdrv module not loaded; run `msrctl load` (as root)"
+    )
+    for args in (["write", "tsc_aux", "1"], ["rdtsc", "-a"], ["read", "-a", "--json", "tsc"]):
+        res = msrctl(env, *args)
+        assert res.returncode == 5 and "msrdrv module not loaded" in one_error(res)
+    res = msrctl(env, "batch", stdin="read 0x10\n")
+    assert res.returncode == 5
+
+
+def test_device_option(env: dict[str, str], tmp_path: Path) -> None:
+    res = msrctl(env, "--device", str(tmp_path / "other"), "read", "0x10")
+    assert res.returncode == 5 and f"cannot open {tmp_path / 'other'}" in one_error(res)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["read", "APIC_BAS"],
+            "unknown register 'APIC_BAS': not in the bundled register table; did you mean IA32_APIC_BASE?",
+        ),
+        (["read", "0x1g"], "malformed MSR '0x1g': not a number; write it as hex (0x1f or 1fh)"),
+        (["write", "0x10", "0x10000000000000000"], "value 0x10000000000000000 is too large: it needs 65 bits"),
+        (["write", "0x10", "zz"], "malformed value 'zz': not a number"),
+        (["write", "0x10", "1", "--mask", "0x1g"], "malformed mask '0x1g'"),
+        (["read", "-p", "1-", "0x10"], "malformed CPU list '1-'"),
+        (["read", "-a", "-p", "1", "0x10"], "-a and -p conflict"),
+        (["read", "-x", "-o", "0x10"], "output options -x and -o conflict"),
+        (["read", "-f", "9:10", "0x10"], "malformed bitfield '9:10'"),
+        (["read", "--bogus", "0x10"], "msrctl read: No such option: --bogus; see `msrctl read --help`"),
+        (["read"], "msrctl read: Missing argument 'MSR'"),
+        (["nosuch"], "msrctl: No such command 'nosuch'"),
+        (["load", "--max-ops", "0"], "msrctl load: Invalid value for '--max-ops'"),
+        (["registers", "--vendor", "via"], "msrctl registers: Invalid value for '--vendor'"),
+        (["registers", "nosuchreg"], "no register matches 'nosuchreg'"),
+        (["batch", "/nonexistent/ops.txt"], "cannot read /nonexistent/ops.txt: No such file or directory"),
+        (["generate", "udev-rule", "--mode", "66"], "malformed mode '66'"),
+    ],
+)
+def test_usage_errors(env: dict[str, str], args: list[str], message: str) -> None:
+    res = msrctl(env, *args)
+    assert res.returncode == errors.USAGE == 64
+    assert one_error(res).startswith(message)
+    assert res.stdout == ""
+
+
+def test_batch_errors_name_the_line(env: dict[str, str], tmp_path: Path) -> None:
+    ops = tmp_path / "ops.txt"
+    ops.write_text("read 0x10\n# fine\nread APIC_BAS cpu 0\n")
+    res = msrctl(env, "batch", str(ops))
+    assert res.returncode == 64
+    assert one_error(res).startswith(f"{ops}:3: unknown register 'APIC_BAS'")
+    res = msrctl(env, "batch", stdin='[{"op": "read", "msr": "0x10"}, {"op": "write", "msr": "0x10"}]')
+    assert one_error(res).startswith('<stdin>: op 2: write needs "value"')
+    res = msrctl(env, "batch", stdin="# nothing\n")
+    assert one_error(res).startswith("<stdin>: no ops")
+
+
+def test_load_unload_without_module_support(env: dict[str, str]) -> None:
+    res = msrctl(env, "load")
+    assert res.returncode == errors.MODULE == 6
+    assert "this kernel has no loadable module support (/proc/modules is missing)" in one_error(res)
+    res = msrctl(env, "unload")
+    assert res.returncode == 0 and res.stdout == "msrdrv is not loaded\n"
+
+
+def fake_module(root: Path, refcnt: int) -> None:
+    mod = root / "sys/module/msrdrv"
+    (mod / "parameters").mkdir(parents=True)
+    (mod / "initstate").write_text("live\n")
+    (mod / "version").write_text("0.1.0\n")
+    (mod / "refcnt").write_text(f"{refcnt}\n")
+    (mod / "parameters/max_ops").write_text("4096\n")
+    (root / "proc").mkdir()
+    (root / "proc/modules").write_text("msrdrv 16384 0 - Live 0x0\n")
+
+
+def test_unload_refuses_in_use(env: dict[str, str]) -> None:
+    fake_module(Path(env["MSRCTL_SYSROOT"]), 1)
+    res = msrctl(env, "unload")
+    assert res.returncode == 6
+    assert one_error(res) == (
+        "cannot unload msrdrv: it is in use (1 open handle(s) of /dev/msrdrv); "
+        "close the programs using it (see: fuser -v /dev/msrdrv) and try again"
+    )
+
+
+def test_loaded_but_node_missing(env: dict[str, str]) -> None:
+    fake_module(Path(env["MSRCTL_SYSROOT"]), 0)
+    res = msrctl(env, "read", "0x10")
+    assert res.returncode == 5 and "no such device node although msrdrv is loaded" in one_error(res)
+    res = msrctl(env, "load", "--timeout", "0")
+    assert res.returncode == 5 and "did not appear within 0 s" in one_error(res)
+
+
+def test_status_without_module(env: dict[str, str]) -> None:
+    res = msrctl(env, "status", "--json")
+    assert res.returncode == 6  # the empty sysroot has no /proc/modules
+    rep = json.loads(res.stdout)
+    assert rep["ok"] is False
+    assert rep["module"]["loaded"] is False
+    assert rep["device"]["exists"] is False
+    assert rep["problems"][0]["problem"] == "this kernel cannot load modules"
+    text = msrctl(env, "status")
+    assert text.returncode == 6
+    assert "problem:   this kernel cannot load modules" in text.stdout
+    assert f"device:    {env['MSRCTL_DEVICE']} missing" in text.stdout
+    fake_module(Path(env["MSRCTL_SYSROOT"]), 0)
+    rep = json.loads(msrctl(env, "status", "--json").stdout)
+    assert rep["module"]["loaded"] is True and rep["module"]["version"] == "0.1.0"
+    assert rep["problems"][0]["problem"].endswith("does not exist although msrdrv is loaded")
+
+
+def test_help_and_version(env: dict[str, str]) -> None:
+    res = msrctl(env, "--help")
+    assert res.returncode == 0
+    assert "Exit status: 0 success; 1 other failure; 2 no such CPU" in " ".join(res.stdout.split())
+    assert msrctl(env).returncode == 0  # no arguments: help
+    res = msrctl(env, "--version")
+    assert res.returncode == 0 and res.stdout.startswith("msrctl 0.")
+    for cmd in ("read", "write", "rdtsc", "batch", "registers", "status", "load", "unload", "generate"):
+        assert msrctl(env, cmd, "--help").returncode == 0
+
+
+def test_registers(env: dict[str, str]) -> None:
+    res = msrctl(env, "registers", "apic_base")
+    assert res.returncode == 0
+    assert res.stdout.splitlines() == [
+        "0x0000001b  IA32_APIC_BASE               both   Local APIC base address and enables",
+        "            fields: BSP 8, EXTD 10, EN 11, BASE 51:12",
+    ]
+    data = json.loads(msrctl(env, "registers", "--vendor", "amd", "--json").stdout)
+    assert {r["vendor"] for r in data} == {"amd", "both"}
+
+
+def test_generate(env: dict[str, str], tmp_path: Path) -> None:
+    res = msrctl(env, "generate", "modprobe", "--max-ops", "100", "--no-allow-writes")
+    assert "options msrdrv max_ops=100 allow_writes=0\n" in res.stdout
+    out = tmp_path / "rule"
+    assert msrctl(env, "generate", "udev-rule", "--group", "wheel", "-o", str(out)).returncode == 0
+    assert 'GROUP="wheel", MODE="0660"' in out.read_text()
+
+
+def test_python_m_msrctl_cli(env: dict[str, str]) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "msrctl.cli", "--version"], capture_output=True, text=True, env=env, check=False
+    )
+    assert res.returncode == 0 and res.stdout.startswith("msrctl ")
+
+
+LAZY = """
+import sys
+from msrctl import cli
+code = cli.main(sys.argv[1:])
+print(code, ",".join(sorted(sys.modules)), file=sys.stderr)
+"""
+NEVER = {"jinja2", "msrctl.render", "msrctl.status", "msrctl.modtool", "msrctl.batchfile"}
+DEVICE = {"_cffi_backend", "cffi", "msrctl.abi", "msrctl.device"}
+
+
+@pytest.mark.parametrize(
+    ("args", "device", "table"),
+    [
+        (["--help"], False, False),
+        (["read", "--help"], False, False),
+        (["registers"], False, True),
+        (["read", "0x10"], True, False),
+        (["read", "-x", "-f", "3:0", "-p", "0", "16"], True, False),
+        (["read", "tsc"], True, True),
+        (["read", "0x1g"], False, False),
+    ],
+)
+def test_lazy_imports(env: dict[str, str], args: list[str], device: bool, table: bool) -> None:
+    """Start-up loads only what the command needs: no jinja2, cffi only for the device, the table for names."""
+    res = subprocess.run([sys.executable, "-c", LAZY, *args], capture_output=True, text=True, env=env, check=False)
+    loaded = set(res.stderr.splitlines()[-1].split(" ", 1)[1].split(","))
+    assert not loaded & NEVER
+    assert bool(loaded & DEVICE) == device, loaded & DEVICE
+    assert "msrctl.device" in loaded if device else True
+    assert ("msrctl.registers" in loaded) == table

@@ -1,0 +1,169 @@
+"""The Debian packaging agrees with the source: one version, one group, one rule.
+
+dkms/VERSION is the version source (test_version.py); the Debian changelog
+must carry the same upstream version with revision 1, dkms.conf must take
+its version from the package (dh_dkms -V), the package dependencies must
+match pyproject's, and the man page and completion generator must cover the
+CLI.  Building and installing the .debs is `make deb` / `make test-deb`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEBIAN = REPO / "debian"
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+
+def source_version() -> str:
+    return (REPO / "dkms" / "VERSION").read_text().strip()
+
+
+def control() -> list[dict[str, str]]:
+    """debian/control as a list of paragraphs (field names lower-cased, continuations joined)."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", (DEBIAN / "control").read_text().strip()):
+        fields: dict[str, str] = {}
+        key = None
+        for line in block.splitlines():
+            if line.startswith("#"):
+                continue
+            if line[:1] in (" ", "\t") and key:
+                fields[key] += "\n" + line.strip()
+            else:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                fields[key] = value.strip()
+        paragraphs.append(fields)
+    return paragraphs
+
+
+def relations(value: str) -> set[str]:
+    """Package names in a Depends-style field, versions and substvars dropped."""
+    names = set()
+    for item in value.replace("\n", " ").split(","):
+        for alt in item.split("|"):
+            name = re.sub(r"\(.*?\)|\[.*?\]|<.*?>", "", alt).strip()
+            if name and not name.startswith("${"):
+                names.add(name)
+    return names
+
+
+def binary(name: str) -> dict[str, str]:
+    found = [p for p in control()[1:] if p.get("package") == name]
+    assert found, f"debian/control has no package {name}"
+    return found[0]
+
+
+def dkms_conf() -> dict[str, str]:
+    values = {}
+    for line in (REPO / "dkms" / "dkms.conf").read_text().splitlines():
+        m = re.match(r'^([A-Z_]+(?:\[\d+\])?)="(.*)"$', line.strip())
+        if m:
+            values[m.group(1)] = m.group(2)
+    return values
+
+
+def test_debian_changelog_carries_the_source_version_revision_1() -> None:
+    first = (DEBIAN / "changelog").read_text().splitlines()[0]
+    m = re.match(r"^msrdrv \((\S+)\) \S+; urgency=\S+$", first)
+    assert m, first
+    assert m.group(1) == f"{source_version()}-1"
+
+
+def test_dkms_conf_takes_the_version_from_the_package() -> None:
+    conf = dkms_conf()
+    assert conf["PACKAGE_NAME"] == "msrdrv"
+    assert conf["PACKAGE_VERSION"] == "#MODULE_VERSION#"  # dh_dkms -V puts the upstream version there
+    assert conf["BUILT_MODULE_NAME[0]"] == "msrdrv"
+    assert "${kernelver}" in conf["MAKE[0]"]
+    assert (DEBIAN / "msrdrv-dkms.dkms").read_text().split() == ["dkms/dkms.conf"]
+    assert re.search(r"^\s*dh_dkms -V\s*$", (DEBIAN / "rules").read_text(), re.M)
+
+
+def test_the_dkms_source_tree_has_what_kbuild_needs() -> None:
+    """debian/rules installs dkms/*.c, *.h, Kbuild, Makefile and VERSION ($(src)/VERSION)."""
+    rules = (DEBIAN / "rules").read_text()
+    for piece in ("dkms/Kbuild", "dkms/Makefile", "dkms/VERSION", "dkms/*.c", "dkms/*.h"):
+        assert piece in rules, piece
+    kbuild = (REPO / "dkms" / "Kbuild").read_text()
+    objects = re.findall(r"(\w+)\.o", " ".join(re.findall(r"^msrdrv-y\s*[:+]?=(.*)$", kbuild, re.M)))
+    assert objects
+    for obj in objects:
+        assert (REPO / "dkms" / f"{obj}.c").exists(), f"Kbuild builds {obj}.o but dkms/{obj}.c is missing"
+
+
+def test_two_architecture_all_packages_from_source_msrdrv() -> None:
+    source, *binaries = control()
+    assert source["source"] == "msrdrv"
+    assert {p["package"]: p["architecture"] for p in binaries} == {"msrdrv-dkms": "all", "msrctl": "all"}
+    build_deps = relations(source["build-depends"])
+    assert {"dh-sequence-dkms", "dh-sequence-python3", "pybuild-plugin-pyproject"} <= build_deps
+
+
+def test_msrctl_depends_on_debians_builds_of_the_pyproject_dependencies() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = {"python3-" + re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
+    assert wanted <= relations(binary("msrctl")["depends"])
+    assert project["scripts"]["msrctl"] == "msrctl.cli:main"
+
+
+def test_the_udev_rule_and_the_created_group_agree() -> None:
+    install = (DEBIAN / "msrdrv-dkms.install").read_text().split()
+    assert install[:2] == ["udev/60-msrdrv.rules", "usr/lib/udev/rules.d/"]
+    rule = (REPO / "udev" / "60-msrdrv.rules").read_text()
+    group = re.search(r'GROUP="([^"]+)"', rule)
+    assert group and 'MODE="0660"' in rule
+    sysusers = [line.split() for line in (DEBIAN / "msrdrv-dkms.sysusers").read_text().splitlines()]
+    assert ["g", group.group(1), "-", "-"] in sysusers
+    assert "dh-sequence-installsysusers" in relations(control()[0]["build-depends"])
+
+
+def test_the_modules_load_file_is_an_example_only() -> None:
+    assert (DEBIAN / "msrdrv-dkms.examples").read_text().split() == ["debian/modules-load.d/msrdrv.conf"]
+    lines = [x for x in (DEBIAN / "modules-load.d" / "msrdrv.conf").read_text().splitlines() if x and x[0] != "#"]
+    assert lines == ["msrdrv"]
+    assert "modules-load" not in (DEBIAN / "msrdrv-dkms.install").read_text()
+
+
+def test_lintian_overrides_give_a_reason() -> None:
+    for path in DEBIAN.glob("*lintian-overrides"):
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() and not line.startswith("#"):
+                assert i > 0 and lines[i - 1].startswith("#"), f"{path.name}: override without a reason: {line}"
+
+
+def debian_python_has_typer() -> bool:
+    if not Path(DEBIAN_PYTHON).exists():
+        return False
+    probe = subprocess.run([DEBIAN_PYTHON, "-c", "import typer, click"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not debian_python_has_typer(), reason="needs Debian's python3-typer (the package build's stack)")
+def test_man_page_and_completion_are_generated_from_the_cli(tmp_path: Path) -> None:
+    """What debian/rules runs at build time, against Debian 12's typer 0.7 and click."""
+    subprocess.run(
+        [DEBIAN_PYTHON, "-P", str(DEBIAN / "gen-docs.py"), "--version", source_version(), "--outdir", str(tmp_path)],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SOURCE_DATE_EPOCH": "0"},
+        check=True,
+    )
+    man = (tmp_path / "msrctl.1").read_text()
+    assert f'"msrctl {source_version()}"' in man.splitlines()[1]
+    for cmd in ("load", "unload", "status", "read", "write", "generate"):
+        assert f'.SS "{cmd}"' in man, cmd
+    bash = shutil.which("bash")
+    if bash is None:
+        return
+    completion = tmp_path / "bash-completion" / "msrctl"
+    script = f"source {completion}; COMP_WORDS=(msrctl ''); COMP_CWORD=1; _msrctl; echo ${{COMPREPLY[@]}}"
+    got = subprocess.run([bash, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert {"load", "status", "read", "write", "generate"} <= set(got), got
