@@ -35,7 +35,12 @@ def ratios(c: dict[str, Any], py: dict[str, Any]) -> dict[str, float]:
 def render(data: dict[str, Any]) -> str:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(REPO / "bench")), keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(REPO / "bench")),
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     return env.get_template("report.md.j2").render(**data)
 
 
@@ -79,7 +84,7 @@ def main() -> int:
                     str(REPO / "bench" / "msrbench.c")], check=True)  # fmt: skip
     results = REPO / "results"
     rc = vm.boot(
-        f"MSRDRV_BENCH_BIN={exe} MSRDRV_PYTHON={sys.executable} bench/guest.sh", kernel, cpus=4, results=results
+        f"MSRDRV_BENCH_BIN={exe} MSRDRV_PYTHON=/usr/bin/python3 bench/guest.sh", kernel, cpus=4, results=results
     )
     if rc:
         print(f"bench: the guest part failed (exit {rc})", file=sys.stderr)

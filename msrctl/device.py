@@ -115,6 +115,7 @@ class Batch:
     def clear(self) -> None:
         """Forget the ops (buffers are kept for reuse)."""
         self._n = 0
+        self._hdr.nops = 0
 
     def _add(self, op: int, cpu: int, msr: int = 0, value: int = 0, mask: int = 0, flags: int = 0) -> int:
         i = self._n
@@ -135,6 +136,7 @@ class Batch:
         o.value = value
         o.mask = mask
         self._n = i + 1
+        self._hdr.nops = self._n  # kept current here so submit() does nothing but the ioctl
         return i
 
     def read(self, msr: int, cpu: int = CPU_SELF) -> int:
@@ -234,11 +236,11 @@ class Device:
 
     def submit(self, batch: Batch) -> int:
         """Run the batch in one ioctl; returns how many ops failed (see Batch.check)."""
-        batch._hdr.nops = batch._n
         if _ioctl(self.fd, _BATCH_REQ, batch._arg) < 0:
             err = ffi.errno
             raise DeviceError(f"batch ioctl failed: {os.strerror(err)}", err)
-        return int(batch._hdr.nerrs)
+        nerrs: int = batch._hdr.nerrs
+        return nerrs
 
     def read(self, msr: int, cpus: list[int]) -> list[OpResult]:
         """Read one MSR on several CPUs in one ioctl."""
