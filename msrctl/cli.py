@@ -427,6 +427,13 @@ def generate(
         raise MsrctlError(f"cannot write {output}", e.strerror or str(e), "check the path and permissions") from None
 
 
+# The allowlist and stat commands live in their own modules (one job each).
+from . import cli_allowlist, cli_stat  # noqa: E402 (they need `app` defined first)
+
+app.add_typer(cli_allowlist.app, name="allowlist")
+app.command(context_settings={"allow_interspersed_args": False})(cli_stat.stat)
+
+
 # --- entry point -----------------------------------------------------------------
 
 

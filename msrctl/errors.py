@@ -15,6 +15,7 @@ PERMISSION = 3  # cannot open the device, op refused, or root needed
 IO_ERROR = 4  # msr-tools: the MSR access faulted (-EIO)
 NOT_LOADED = 5  # msrdrv not loaded or /dev/msrdrv missing
 MODULE = 6  # load/unload failed: module missing, unsigned, no module support, in use
+NO_PMU = 7  # msrctl stat: no usable performance-monitoring unit, or too few free counters
 USAGE = 64  # bad command line, number, register name, CPU list or batch file
 
 EXIT_CODES: dict[int, str] = {
@@ -25,6 +26,7 @@ EXIT_CODES: dict[int, str] = {
     IO_ERROR: "the MSR access faulted: not implemented or value rejected (as rdmsr/wrmsr)",
     NOT_LOADED: "msrdrv module not loaded or its device node missing",
     MODULE: "loading or unloading the module failed",
+    NO_PMU: "no usable PMU (msrctl stat), or not enough free counters",
     USAGE: "usage error: bad option, number, register name, CPU list or batch file",
 }
 

@@ -35,6 +35,14 @@ def _abi(device: str) -> dict[str, Any] | str:
     }
 
 
+def _pmu() -> dict[str, Any]:
+    """The core PMU, for `msrctl stat` (not a problem when absent: reads and writes work)."""
+    from . import pmu
+
+    info = pmu.detect()
+    return {**info.as_dict(), "nmi_watchdog": pmu.nmi_watchdog_on()}
+
+
 def _problem(problems: list[dict[str, Any]], code: int, problem: str, fix: str) -> None:
     problems.append({"problem": problem, "fix": fix, "code": code})
 
@@ -78,6 +86,7 @@ def report(device: str) -> dict[str, Any]:
         "abi": None,
         "lockdown": system.lockdown(),
         "dkms": system.dkms_status(),
+        "pmu": _pmu(),
     }
     if not module["module_support"]:
         _problem(problems, errors.MODULE, "this kernel cannot load modules", "boot a kernel with CONFIG_MODULES=y")
@@ -117,6 +126,10 @@ def report(device: str) -> dict[str, Any]:
         notes.append("dkms is not installed: the module will not be rebuilt for new kernels")
     elif not rep["dkms"]:
         notes.append("dkms does not know msrdrv: install msrdrv-dkms to rebuild it for new kernels")
+    if not rep["pmu"]["present"]:
+        notes.append(f"msrctl stat cannot count events here: {rep['pmu']['reason']}")
+    elif rep["pmu"]["nmi_watchdog"]:
+        notes.append("the NMI watchdog holds a performance counter: sysctl kernel.nmi_watchdog=0 frees it")
     rep["problems"] = problems
     rep["notes"] = notes
     rep["ok"] = not problems

@@ -51,6 +51,7 @@ def report(**over: object) -> dict:
         },
         "lockdown": "none",
         "dkms": "msrdrv/0.1.0, 6.1.0-56-amd64, x86_64: installed",
+        "pmu": {"present": True, "description": "INTEL PMU v4: 4 general counters (48 bits), 3 fixed (48 bits)"},
         "problems": [],
         "notes": [],
     }
@@ -66,6 +67,7 @@ def test_status_ready() -> None:
     assert "abi:       version 1 (msrctl expects 1), max_ops 4096, 2 CPU ids\n" in text
     assert "writes:    allowed\n" in text
     assert "dkms:      msrdrv/0.1.0, 6.1.0-56-amd64, x86_64: installed\n" in text
+    assert "pmu:       INTEL PMU v4: 4 general counters (48 bits), 3 fixed (48 bits)\n" in text
     assert text.endswith("status:    ready\n")
 
 
