@@ -70,3 +70,29 @@ deb:
 
 test-deb: bootstrap deb
 	$(PY) tests/deb/e2e.py --kernel $(KVER) --debs $(DEB_DIR)
+
+# --- Kernel compatibility (issue 6; owned with tests/compat/) -----------------
+# make compat        build dkms/ with -Werror, then `dkms build -k`, against
+#                    linux-headers-amd64 of bullseye, bookworm, trixie and sid,
+#                    each in a debootstrap chroot of that release (cached in
+#                    /var/cache/msrdrv-compat; COMPAT_RELEASES= picks others);
+#                    rewrites tests/compat/results.md; 'compat: N passed, N failed'
+# make compat-boot   the in-guest suite on sid's newest kernel (COMPAT_BOOT=
+#                    picks another release, COMPAT_BOOT_TESTS= a subset of
+#                    tests/guest), booted from its linux-image .deb; nothing is
+#                    installed on the host, KVER's default is unchanged
+# make compat-clean  drop the cached chroots
+COMPAT_RELEASES ?= bullseye bookworm trixie sid
+COMPAT_BOOT     ?= sid
+COMPAT_BOOT_TESTS ?=
+
+.PHONY: compat compat-boot compat-clean
+
+compat:
+	tests/compat/matrix.sh $(COMPAT_RELEASES)
+
+compat-boot: bootstrap
+	tests/compat/boottest.sh $(COMPAT_BOOT) $(COMPAT_BOOT_TESTS)
+
+compat-clean:
+	tests/compat/clean.sh
