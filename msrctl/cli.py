@@ -417,14 +417,9 @@ def generate(
         text = render.udev_rule(group, mode)
     else:
         text = render.modprobe_conf(max_ops, allow_writes)
-    if output == "-":
-        typer.echo(text, nl=False)
-        return
-    try:
-        with open(output, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise MsrctlError(f"cannot write {output}", e.strerror or str(e), "check the path and permissions") from None
+    from .textout import emit
+
+    emit(text, output)
 
 
 # The allowlist and stat commands live in their own modules (one job each).

@@ -4,7 +4,7 @@ from typing import Any
 
 import typer
 
-from .errors import MsrctlError, UsageError
+from .errors import UsageError
 
 app = typer.Typer(
     help="The allowlist: which MSRs members of group msr (no CAP_SYS_RAWIO) may read, and which bits they may write.",
@@ -109,14 +109,9 @@ def render(
     if vendor not in ("intel", "amd", "both"):
         raise UsageError(f"unknown vendor '{vendor}'", "it is intel, amd or both", "")
     text = allowlist.render_profile(profile, vendor=vendor, gp_counters=gp_counters, fixed_counters=fixed_counters)
-    if output == "-":
-        typer.echo(text, nl=False)
-        return
-    try:
-        with open(output, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise MsrctlError(f"cannot write {output}", e.strerror or str(e), "check the path and permissions") from None
+    from .textout import emit
+
+    emit(text, output)
 
 
 @app.command()

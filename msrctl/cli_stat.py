@@ -69,9 +69,7 @@ def stat(
     res = region.result()
     res.update(command=command, seconds=wall, exit_status=proc.returncode)
     text = json.dumps(res, indent=2) + "\n" if as_json else _table(res, wall, command)
-    if output == "-":
-        sys.stderr.write(text)
-    else:
-        with open(output, "w", encoding="utf-8") as f:
-            f.write(text)
+    from .textout import emit
+
+    emit(text, output, stream="stderr")  # stdout stays the command's own
     raise typer.Exit(proc.returncode)

@@ -129,6 +129,17 @@ def run_as(user: str, code: str, keep_groups: bool = True) -> subprocess.Complet
     )
 
 
+MEMBER = ["setpriv", "--reuid=msruser", "--regid=msruser", "--init-groups", "--inh-caps=-all", "--bounding-set=-all"]
+
+
+def as_member(*argv: str, wait: bool = True) -> Any:
+    """Run argv as msruser (group msr, no capabilities); Popen when wait is False."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
+    if not wait:
+        return subprocess.Popen([*MEMBER, *argv], stdout=subprocess.PIPE, text=True, env=env)
+    return subprocess.run([*MEMBER, *argv], capture_output=True, text=True, env=env, check=False)
+
+
 def set_cpu_online(cpu: int, online: bool) -> None:
     Path(f"/sys/devices/system/cpu/cpu{cpu}/online").write_text("1" if online else "0")
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import errno
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, Batch, Device, abi, batch_as, ffi, results_dir
+from conftest import Batch, Device, abi, as_member, batch_as, ffi, results_dir
 
 from msrctl import allowlist
 from msrctl.allowlist import Entry
@@ -111,11 +110,7 @@ def test_loading_needs_cap_sys_admin(clean_policy: Device) -> None:
         "print(len(allowlist.current(d.fd)))\n"
     )
     allowlist.load(clean_policy.fd, LIST)
-    r = subprocess.run(
-        ["setpriv", "--reuid=msruser", "--regid=msruser", "--init-groups", "--inh-caps=-all", "--bounding-set=-all",
-         sys.executable, "-c", code],
-        capture_output=True, text=True, env={"PYTHONPATH": str(REPO)}, check=False,
-    )  # fmt: skip
+    r = as_member(sys.executable, "-c", code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["3 loading the allowlist: it needs CAP_SYS_ADMIN; run it as root (sudo)", "2"]
     assert allowlist.current(clean_policy.fd) == LIST
@@ -183,11 +178,7 @@ def test_group_member_masked_write_respects_both_masks(clean_policy: Device) -> 
         "d = Device(); b = Batch(1); b.write(0xc0000103, 0x2222, 0, mask=0x0f0f); d.submit(b)\n"
         "print(b.err(0), hex(b.value(0)))\n"
     )
-    r = subprocess.run(
-        ["setpriv", "--reuid=msruser", "--regid=msruser", "--init-groups", "--inh-caps=-all", "--bounding-set=-all",
-         sys.executable, "-c", code],
-        capture_output=True, text=True, env={"PYTHONPATH": str(REPO)}, check=False,
-    )  # fmt: skip
+    r = as_member(sys.executable, "-c", code)
     assert r.returncode == 0, r.stderr
     # the op's own mask (0x0f0f) and the entry's (0xff00) meet in 0x0f00
     assert r.stdout.split() == ["0", "0x1211"]
@@ -209,11 +200,7 @@ def test_list_swaps_are_atomic_for_a_batch(clean_policy: Device) -> None:
         "    d.submit(b); seen[(b.err(0), b.err(1))] += 1\n"
         "print(json.dumps([[k[0], k[1], n] for k, n in seen.items()]))\n"
     )
-    user = subprocess.Popen(
-        ["setpriv", "--reuid=msruser", "--regid=msruser", "--init-groups", "--inh-caps=-all", "--bounding-set=-all",
-         sys.executable, "-c", code],
-        stdout=subprocess.PIPE, text=True, env={"PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    user = as_member(sys.executable, "-c", code, wait=False)
     swaps = 0
     while user.poll() is None:
         allowlist.load(dev.fd, list_b if swaps % 2 == 0 else list_a)

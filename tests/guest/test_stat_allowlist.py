@@ -10,12 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Device, batch_as
+from conftest import MEMBER, REPO, Device, batch_as
 
 from msrctl import allowlist, events, region
 from msrctl.pmu import Pmu
-
-MEMBER = ["setpriv", "--reuid=msruser", "--regid=msruser", "--init-groups", "--inh-caps=-all", "--bounding-set=-all"]
 
 
 def msrctl(*args: str, user: list[str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:

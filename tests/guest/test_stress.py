@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Batch, Device, online_cpus, results_dir
+from conftest import MEMBER, Batch, Device, online_cpus, results_dir
 
 from msrctl import allowlist
 from msrctl.allowlist import Entry
@@ -72,7 +72,7 @@ def test_fuzz_root_and_group_member(guarded: Any, cprog: Any) -> None:
     allowlist.clear(dev.fd)  # the root run may have loaded a random list
     before = snapshot(dev)
 
-    user = ["setpriv", "--reuid=msruser", "--regid=msruser", "--init-groups", "--inh-caps=-all", "--bounding-set=-all"]
+    user = MEMBER
     r = subprocess.run([*user, str(fuzz), "30000", str(FUZZ_SEED + 1), "user"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     report.append(("msr group, no allowlist", parse_fuzz(r.stdout)))
