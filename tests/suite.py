@@ -56,13 +56,16 @@ def main() -> int:
 
     t0 = time.monotonic()
     build_module(kernel)
+    python = args.python or sys.executable
+    # The guest's root is read-only: byte-compile here, or every guest
+    # process compiles msrctl again from source, under emulation.
+    subprocess.run([python, "-m", "compileall", "-q", str(REPO / "msrctl"), str(REPO / "tests")], check=False)
     t_build = time.monotonic() - t0
     extra = " ".join(args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args)
     # Debian's python3 (typer 0.7, cffi 1.15): the stack the msrctl package
     # runs on, and one that starts in about a second in the guest, where the
     # venv's interpreter takes many (its files come over 9p).  The latest
     # PyPI stack is covered by the host suite.
-    python = args.python or sys.executable
     guest_cmd = f"MSRDRV_PYTHON={python} MSRCTL_PYTHONS={python} tests/guest/run.sh {extra}"
     rc = vm.boot(guest_cmd, kernel, cpus=args.cpus, results=results)
     t_total = time.monotonic() - t0
