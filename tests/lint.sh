@@ -6,8 +6,7 @@ set -euo pipefail
 shopt -s nullglob
 cd "$(dirname "$0")/.."
 
-py=(msrctl tests)
-[ -d bench ] && py+=(bench)
+py=(msrctl tests bench debian)
 .venv/bin/ruff check "${py[@]}"
 .venv/bin/ruff format --check "${py[@]}"
 

@@ -1,0 +1,301 @@
+#!/usr/bin/python3
+"""Generate msrctl's man page and bash completion from its own command tree.
+
+Run at package build time against the freshly installed msrctl (PYTHONPATH
+pointing at it), so both files follow the CLI without anyone editing them:
+
+    PYTHONPATH=<dist-packages> python3 -P gen-docs.py --version 0.1.0 --outdir debian/generated
+        -> debian/generated/msrctl.1
+           debian/generated/bash-completion/msrctl
+
+The completion is static (a table of commands, options and choices) rather
+than typer's dynamic one: msrctl turns typer's completion options off, and
+with typer 0.7 (Debian 12) the dynamic script that click then emits calls back
+with an instruction typer does not accept, so it would never complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+import typer.main
+
+try:  # newer typer releases carry a private copy of click; use theirs
+    from typer._click import Context
+except ImportError:  # typer 0.7 (Debian 12) uses click itself
+    from click import Context
+
+# Parameters and commands are looked at by their attributes, not their
+# classes, so that click's and typer's private copy of it both do.
+Command = Any
+Param = Any
+
+PROG = "msrctl"
+
+
+def command_tree() -> Command:
+    from msrctl import cli
+
+    app = getattr(cli, "app", None)
+    if isinstance(app, typer.Typer):
+        return typer.main.get_command(app)
+    sys.exit("gen-docs.py: msrctl.cli.app is not a typer.Typer")
+
+
+def subcommands(cmd: Command) -> list[tuple[str, Command]]:
+    if not isinstance(getattr(cmd, "commands", None), dict):
+        return []
+    return [(name, sub) for name, sub in sorted(cmd.commands.items()) if not getattr(sub, "hidden", False)]
+
+
+def walk(cmd: Command, path: tuple[str, ...] = ()):
+    """(path, command) for the root and every visible subcommand, depth first."""
+    yield path, cmd
+    for name, sub in subcommands(cmd):
+        yield from walk(sub, (*path, name))
+
+
+def params(cmd: Command, ctx: Context) -> list[Param]:
+    found = [p for p in cmd.params if not getattr(p, "hidden", False)]
+    help_opt = cmd.get_help_option(ctx)
+    if help_opt is not None:
+        found.append(help_opt)
+    return found
+
+
+def metavar(p: Param, ctx: Context) -> str:
+    try:
+        return p.make_metavar()
+    except TypeError:  # click >= 8.2 takes the context
+        return p.make_metavar(ctx)
+
+
+def is_argument(p: Param) -> bool:
+    return p.param_type_name == "argument"
+
+
+def is_option(p: Param) -> bool:
+    return p.param_type_name == "option"
+
+
+def takes_value(p: Param) -> bool:
+    return is_option(p) and not p.is_flag and not p.count
+
+
+def choices(p: Param) -> list[str] | None:
+    found = getattr(p.type, "choices", None)
+    return [str(c) for c in found] if found else None
+
+
+def names_a_file(p: Param, ctx: Context) -> bool:
+    return type(p.type).__name__ in ("Path", "File") or metavar(p, ctx) in ("PATH", "FILE", "DIR")
+
+
+def context(cmd: Command, name: str, parent: Context | None = None) -> Context:
+    """A context with the command's own settings (help option names: -h, --help)."""
+    settings = dict(cmd.context_settings or {})
+    return Context(cmd, info_name=name, parent=parent, **settings)
+
+
+# --- man page ---------------------------------------------------------------------
+
+
+def roff(text: str) -> str:
+    """Escape running text for roff: backslashes, minus signs, control lines."""
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    return "\n".join("\\&" + line if line.startswith((".", "'")) else line for line in text.splitlines())
+
+
+def paragraphs(text: str) -> list[str]:
+    """Help text as roff paragraphs; click's \\b marks a block kept as written."""
+    out = []
+    for block in re.split(r"\n\s*\n", (text or "").strip()):
+        if not block.strip():
+            continue
+        if block.startswith("\b"):
+            out.append(".nf\n" + roff(block[1:].strip("\n")) + "\n.fi")
+        else:
+            out.append(roff(" ".join(line.strip() for line in block.splitlines())))
+    return out
+
+
+def option_entry(p: Param, ctx: Context) -> str:
+    if is_argument(p):
+        head = f"\\fI{roff(metavar(p, ctx))}\\fR"
+        text = getattr(p, "help", None) or ""
+    else:
+        names = ", ".join(f"\\fB{roff(o)}\\fR" for o in (*p.opts, *p.secondary_opts))
+        head = names + (f" \\fI{roff(metavar(p, ctx))}\\fR" if takes_value(p) else "")
+        text = p.help or ""
+        extra = []
+        if choices(p):
+            extra.append("one of: " + ", ".join(choices(p)))
+        if p.envvar:
+            envs = [p.envvar] if isinstance(p.envvar, str) else list(p.envvar)
+            extra.append("environment: " + ", ".join(envs))
+        if takes_value(p) and p.default not in (None, "", (), []) and not callable(p.default):
+            extra.append(f"default: {p.default}")
+        if extra:
+            text = f"{text} [{'; '.join(extra)}]".strip()
+    return f".TP\n{head}\n{roff(' '.join(text.split()))}"
+
+
+def usage(path: tuple[str, ...], cmd: Command, ctx: Context) -> str:
+    pieces = [f"\\fB{roff(' '.join((PROG, *path)))}\\fR", "[\\fIOPTIONS\\fR]"]
+    for p in cmd.params:
+        if is_argument(p):
+            mv = roff(metavar(p, ctx))
+            pieces.append(f"\\fI{mv}\\fR" if p.required else f"[\\fI{mv}\\fR]")
+    if subcommands(cmd):
+        pieces.append("\\fICOMMAND\\fR [\\fIARGS\\fR]...")
+    return " ".join(pieces)
+
+
+def man_page(root: Command, version: str, date: str) -> str:
+    ctx = context(root, PROG)
+    summary = (root.help or "").strip().split("\n")[0].rstrip(".")
+    summary = summary[0].lower() + summary[1:] if summary else "msrdrv control"
+    out = [
+        f".\\\" Generated by debian/gen-docs.py from {PROG}'s command tree; do not edit.",
+        f'.TH {PROG.upper()} 1 "{date}" "{PROG} {version}" "User Commands"',
+        ".SH NAME",
+        f"{PROG} \\- {roff(summary)}",
+        ".SH SYNOPSIS",
+        usage((), root, ctx),
+        ".SH DESCRIPTION",
+        "\n.PP\n".join(paragraphs(root.help or "")),
+        ".SH OPTIONS",
+        *[option_entry(p, ctx) for p in params(root, ctx)],
+        ".SH COMMANDS",
+    ]
+    for path, cmd in walk(root):
+        if not path:
+            continue
+        sub_ctx = context(cmd, path[-1], ctx)
+        out.append(f'.SS "{" ".join(path)}"')
+        out.append(usage(path, cmd, sub_ctx))
+        for para in paragraphs(cmd.help or ""):
+            out += [".PP", para]
+        entries = [option_entry(p, sub_ctx) for p in params(cmd, sub_ctx)]
+        if entries:
+            out += [".PP", "Arguments and options:", ".RS", *entries, ".RE"]
+    if root.epilog:
+        out.append(".SH EXIT STATUS")
+        out += paragraphs(root.epilog)
+    out += [
+        ".SH FILES",
+        ".TP",
+        "\\fI/dev/msrdrv\\fR",
+        "The msrdrv device node (package msrdrv\\-dkms); group msr, mode 0660.",
+        ".TP",
+        "\\fI/usr/lib/udev/rules.d/60\\-msrdrv.rules\\fR",
+        "The udev rule that gives the node its group and mode.",
+        ".SH SEE ALSO",
+        "\\fBdkms\\fR(8), \\fBmodprobe\\fR(8), \\fBudev\\fR(7)",
+    ]
+    return "\n".join(out) + "\n"
+
+
+# --- bash completion ----------------------------------------------------------------
+
+
+def words(items) -> str:
+    return " ".join(sorted(set(items)))
+
+
+def completion(root: Command) -> str:
+    files = 'compopt -o filenames; COMPREPLY=($(compgen -f -- "$cur"))'
+    scan, values, complete = [], [], []
+    contexts = {(): context(root, PROG)}
+    for path, cmd in walk(root):
+        key = " ".join(path)
+        c = contexts[path] if not path else context(cmd, path[-1], contexts[path[:-1]])
+        contexts[path] = c
+        ps = params(cmd, c)
+        # While scanning the line: subcommand names extend the path, and the
+        # word after an option that takes a value is that value.
+        for name, _ in subcommands(cmd):
+            scan.append(f'\t\t\t"{key}:{name}") path=${{path:+$path }}{name} ;;')
+        valued = [o for p in ps if takes_value(p) for o in p.opts]
+        if valued:
+            scan.append("\t\t\t" + "|".join(f'"{key}:{o}"' for o in valued) + ") skip=1 ;;")
+        # The value being typed after such an option: its choices, file
+        # names where it names a file, else nothing to offer.
+        for p in ps:
+            if not takes_value(p):
+                continue
+            pats = "|".join(f'"{key}:{o}"' for o in p.opts)
+            if choices(p):
+                action = f'COMPREPLY=($(compgen -W "{words(choices(p))}" -- "$cur"))'
+            elif names_a_file(p, c):
+                action = files
+            else:
+                action = "COMPREPLY=()"
+            values.append(f"\t\t{pats}) {action}; return ;;")
+        # Options, subcommands, or what a positional argument takes.
+        opts = words(o for p in ps if is_option(p) for o in (*p.opts, *p.secondary_opts))
+        args = [p for p in cmd.params if is_argument(p)]
+        if subcommands(cmd):
+            rest = f'COMPREPLY=($(compgen -W "{words(n for n, _ in subcommands(cmd))}" -- "$cur"))'
+        elif args and choices(args[0]):
+            rest = f'COMPREPLY=($(compgen -W "{words(choices(args[0]))}" -- "$cur"))'
+        elif any(names_a_file(p, c) for p in args):
+            rest = files
+        else:
+            rest = "COMPREPLY=()"
+        complete.append(
+            f'\t\t"{key}")\n'
+            f'\t\t\tif [[ $cur == -* ]]; then COMPREPLY=($(compgen -W "{opts}" -- "$cur")); else {rest}; fi ;;'
+        )
+    return f"""# bash completion for {PROG}
+# Generated by debian/gen-docs.py from {PROG}'s command tree; do not edit.
+
+_{PROG}()
+{{
+	local cur=${{COMP_WORDS[COMP_CWORD]}} prev=${{COMP_WORDS[COMP_CWORD - 1]}}
+	local path="" skip=0 i
+	for ((i = 1; i < COMP_CWORD; i++)); do
+		if ((skip)); then
+			skip=0
+			continue
+		fi
+		case "$path:${{COMP_WORDS[i]}}" in
+{chr(10).join(scan)}
+		esac
+	done
+	if ((skip)); then
+		case "$path:$prev" in
+{chr(10).join(values)}
+		esac
+	fi
+	case "$path" in
+{chr(10).join(complete)}
+	esac
+}} &&
+	complete -F _{PROG} {PROG}
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", required=True)
+    ap.add_argument("--outdir", type=Path, required=True)
+    args = ap.parse_args()
+    root = command_tree()
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))
+    date = time.strftime("%Y-%m-%d", time.gmtime(epoch))
+    (args.outdir / "bash-completion").mkdir(parents=True, exist_ok=True)
+    (args.outdir / f"{PROG}.1").write_text(man_page(root, args.version, date))
+    (args.outdir / "bash-completion" / PROG).write_text(completion(root))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
