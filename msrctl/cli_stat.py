@@ -1,11 +1,5 @@
 """`msrctl stat`: count performance events while a command runs, pinned to one CPU."""
 
-import json
-import os
-import subprocess
-import sys
-import time
-import warnings
 from typing import Any
 
 import typer
@@ -33,6 +27,12 @@ def stat(
     output: str = typer.Option("-", "-o", "--output", metavar="FILE", help="Write the report here (default stderr)."),
 ) -> None:
     """Count events (cycles, instructions, ...) while COMMAND runs pinned to one CPU; exits with its status."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    import warnings
     from dataclasses import replace
 
     from . import events as ev_mod

@@ -15,6 +15,15 @@ id otheruser >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/s
 install -m 0644 udev/60-msrdrv.rules /etc/udev/rules.d/60-msrdrv.rules
 udevadm control --reload
 
+# Run from a world-readable copy: the checkout may sit in a private home
+# directory, and the tests' unprivileged users must read msrctl and the
+# compiled helpers.
+SRC=/tmp/msrdrv-src
+rm -rf "$SRC" && mkdir -p "$SRC"
+cp -a msrctl tests dkms udev pyproject.toml "$SRC"/
+chmod -R a+rX "$SRC"
+cd "$SRC" || exit 1
+
 [ $# -eq 0 ] && set -- tests/guest
 echo "msrdrv-tests: suite starts" > /dev/kmsg
 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$PWD "$PY" -m pytest -p no:cacheprovider \
