@@ -130,6 +130,13 @@ def load(ko: str | None, max_ops: int | None, device: str, timeout: float) -> li
             "check that systemd-udevd runs and devtmpfs is mounted (udevadm settle; ls -l /dev/msrdrv)",
             errors.NOT_LOADED,
         )
+    udevadm = system.tool("udevadm")
+    if udevadm:
+        # devtmpfs makes the node root:root at once; wait for udev's rule (group msr)
+        try:
+            system.run_tool([udevadm, "settle", f"--timeout={max(1, int(timeout))}"], timeout=timeout + 5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
     node = system.node(device)
     lines.append(f"{device} is ready ({node.owner}:{node.group} {node.mode:04o})")
     return lines

@@ -1,17 +1,19 @@
 #!/bin/sh
-# `make demo`, inside the throwaway guest: load msrdrv, let udev make the
-# node, and read MSRs on every CPU through single batched ioctls.
+# `make demo`, inside the throwaway guest: msrctl loads msrdrv, udev makes
+# the node, and MSRs are read on every CPU through single batched ioctls,
+# from the Python library and from the msrctl command line.
 set -eu
-PY=${MSRDRV_PYTHON:-.venv/bin/python}
+export PYTHONPATH=$PWD PYTHONDONTWRITEBYTECODE=1
+msrctl() { /usr/bin/python3 -m msrctl "$@"; }
 getent group msr >/dev/null || groupadd --system msr
 install -m 0644 udev/60-msrdrv.rules /etc/udev/rules.d/60-msrdrv.rules
 udevadm control --reload
-insmod dkms/msrdrv.ko
-udevadm settle
-echo "== module loaded: /sys/module/msrdrv/version = $(cat /sys/module/msrdrv/version)"
+
+echo "\$ msrctl load --ko dkms/msrdrv.ko"
+msrctl load --ko dkms/msrdrv.ko
 ls -l /dev/msrdrv
 echo
-PYTHONPATH=$PWD PYTHONDONTWRITEBYTECODE=1 "$PY" - <<'PYEOF'
+/usr/bin/python3 - <<'PYEOF'
 from msrctl.device import Batch, Device
 
 MSRS = {"IA32_APIC_BASE": 0x1B, "IA32_TSC_AUX": 0xC0000103, "IA32_EFER": 0xC0000080, "IA32_PAT": 0x277}
@@ -28,3 +30,14 @@ with Device() as dev:
         cells = [f"{batch.value(i):#18x}" if not batch.err(i) else f"{'err ' + str(batch.err(i)):>18}" for i in idx]
         print(f"{c:>3}  " + "  ".join(cells))
 PYEOF
+echo
+echo "\$ msrctl read -a IA32_APIC_BASE"
+msrctl read -a IA32_APIC_BASE
+echo "\$ msrctl batch <<ops"
+msrctl batch <<'OPS'
+read  IA32_TSC_AUX cpus all
+read  apic_base cpus all
+rdtsc cpus all
+OPS
+echo "\$ msrctl status"
+msrctl status || true
