@@ -251,6 +251,28 @@ def test_a_user_outside_the_group_gets_the_permission_error() -> None:
     assert not p.stdout.strip()
 
 
+def test_the_boot_time_allowlist_unit_is_off_and_works() -> None:
+    """msrdrv-allowlist.service ships disabled; its commands load /etc/msrdrv/allowlist."""
+    unit = Path("/lib/systemd/system/msrdrv-allowlist.service")
+    assert unit.is_file()
+    assert not list(Path("/etc/systemd/system").glob("*.wants/msrdrv-allowlist.service"))
+    conf = Path("/etc/msrdrv/allowlist")
+    conf.parent.mkdir()
+    try:
+        run("msrctl", "allowlist", "render", "telemetry", "-o", str(conf))
+        for line in unit.read_text().splitlines():
+            if line.startswith("ExecStart="):
+                run(*line[len("ExecStart=") :].split())
+        assert len(run("msrctl", "allowlist", "show", "--json").stdout.split('"msr"')) == 17  # 16 entries
+        p = run("runuser", "-u", MEMBER, "--", "msrctl", "read", "IA32_APIC_BASE", check=False)
+        assert p.returncode == PERMISSION_EXIT and "allowlist" in p.stderr, (p.returncode, p.stderr)
+        assert run("runuser", "-u", MEMBER, "--", "msrctl", "read", "tsc").stdout.strip()
+    finally:
+        run("msrctl", "allowlist", "clear", check=False)
+        conf.unlink(missing_ok=True)
+        conf.parent.rmdir()
+
+
 def test_bash_completion_is_installed_and_completes() -> None:
     script = (
         "source /usr/share/bash-completion/completions/msrctl\n"
