@@ -144,6 +144,18 @@ static int msrdrv_validate(const struct msrdrv_op *ops, u32 n)
 	return n;
 }
 
+/* NOP and STOP do nothing on any CPU: they need neither a check nor an IPI. */
+static bool msrdrv_op_needs_cpu(const struct msrdrv_op *op)
+{
+	return op->op != MSRDRV_OP_NOP && op->op != MSRDRV_OP_STOP;
+}
+
+/* Still to run: needs a CPU and was refused nothing (err is still 0). */
+static bool msrdrv_op_runnable(const struct msrdrv_op *op)
+{
+	return !op->err && msrdrv_op_needs_cpu(op);
+}
+
 /*
  * Several target CPUs: group the runnable ops by CPU (counting sort, O(n +
  * CPUs), array order kept per CPU) and run them with one cross-call, each
@@ -158,8 +170,7 @@ static void msrdrv_run_multi(struct msrdrv_op *ops, u32 n, u32 *order,
 	u32 i;
 
 	for (i = 0; i < n; i++) {
-		if (ops[i].err || ops[i].op == MSRDRV_OP_NOP ||
-		    ops[i].op == MSRDRV_OP_STOP)
+		if (!msrdrv_op_runnable(&ops[i]))
 			continue;
 		start[ops[i].cpu + 1]++;
 		cpumask_set_cpu(ops[i].cpu, mask);
@@ -167,8 +178,7 @@ static void msrdrv_run_multi(struct msrdrv_op *ops, u32 n, u32 *order,
 	for (cpu = 0; cpu < nr_cpu_ids; cpu++)
 		start[cpu + 1] += start[cpu];
 	for (i = 0; i < n; i++) {
-		if (ops[i].err || ops[i].op == MSRDRV_OP_NOP ||
-		    ops[i].op == MSRDRV_OP_STOP)
+		if (!msrdrv_op_runnable(&ops[i]))
 			continue;
 		order[start[ops[i].cpu]++] = i;
 	}
@@ -205,7 +215,7 @@ static int msrdrv_execute(struct msrdrv_file *mf, struct msrdrv_op *ops,
 		struct msrdrv_op *op = &ops[i];
 
 		op->err = 0;
-		if (op->op == MSRDRV_OP_NOP || op->op == MSRDRV_OP_STOP)
+		if (!msrdrv_op_needs_cpu(op))
 			continue;
 		op->err = msrdrv_policy_check(&pctx, op);
 		if (op->cpu == MSRDRV_CPU_SELF)
@@ -237,8 +247,7 @@ static int msrdrv_execute(struct msrdrv_file *mf, struct msrdrv_op *ops,
 	for (i = 0; i < n; i++) {
 		struct msrdrv_op *op = &ops[i];
 
-		if (op->err || op->op == MSRDRV_OP_NOP ||
-		    op->op == MSRDRV_OP_STOP)
+		if (!msrdrv_op_runnable(op))
 			continue;
 		cpu = op->cpu == MSRDRV_CPU_SELF ? self : op->cpu;
 		if (cpu >= nr_cpu_ids || !cpu_online(cpu)) {

@@ -49,10 +49,12 @@ class Slot:
     select: int | None  # MSR of the event select (None for a fixed counter)
     fixed: int | None  # fixed counter index
     width: int
+    gp: int | None = None  # general counter index
 
-
-def _global_bit(slot: Slot, gp_index: int) -> int:
-    return 1 << (32 + slot.fixed) if slot.fixed is not None else 1 << gp_index
+    @property
+    def global_bit(self) -> int:
+        """This counter's enable bit in the global control register."""
+        return 1 << (32 + self.fixed) if self.fixed is not None else 1 << (self.gp or 0)
 
 
 class Region:
@@ -77,7 +79,6 @@ class Region:
         self.raw: dict[str, int] = {}
         self.overhead: dict[str, int] = {}
         self.tsc = 0
-        self._saved: dict[int, int] = {}
         self.slots = self._assign(self._in_use())
         self.start_plan = self._start_plan()
         self.stop_plan = self._stop_plan()
@@ -133,16 +134,13 @@ class Region:
                     f" ({len(busy_gp)} in use by others)"
                 )
             i = free_gp.pop(0)
-            slots.append(Slot(ev, p.counter(i), p.evtsel(i), None, p.gp_width))
+            slots.append(Slot(ev, p.counter(i), p.evtsel(i), None, p.gp_width, gp=i))
         return slots
-
-    def _gp_index(self, slot: Slot) -> int:
-        return next(i for i in range(self.pmu.gp_counters) if self.pmu.evtsel(i) == slot.select)
 
     def _global_mask(self) -> int:
         mask = 0
         for s in self.slots:
-            mask |= _global_bit(s, 0 if s.fixed is not None else self._gp_index(s))
+            mask |= s.global_bit
         return mask
 
     def _fixed_mask(self) -> tuple[int, int]:
@@ -164,7 +162,7 @@ class Region:
         if any(s.fixed is not None for s in self.slots):
             msrs.append(INTEL_FIXED_CTR_CTRL)
         if self.pmu.global_ctrl:
-            msrs.append(INTEL_PERF_GLOBAL_CTRL if self.pmu.vendor == "intel" else pmu_mod.AMD_PERF_GLOBAL_CTL)
+            msrs.append(self._global_msr())
         return msrs
 
     def _global_msr(self) -> int:
@@ -227,7 +225,6 @@ class Region:
         first_restore = len(self.stop_plan) - len(touched)
         for k in range(len(touched)):
             stop.set_value(first_restore + k, start.value(k))
-        self._saved = {m: start.value(k) for k, m in enumerate(touched)}
 
     def _end(self) -> tuple[dict[str, int], int]:
         """The stop batch: (counts by event, TSC cycles between the two batches)."""
