@@ -106,38 +106,48 @@ def raw_batch(
     return abi.ioctl(fd, abi.IOC_BATCH, hdr), hdr
 
 
+def privdrop(user: str, keep_groups: bool = True) -> list[str]:
+    """The setpriv prefix that runs a command as `user` with no capabilities ([] for root)."""
+    if user == "root":
+        return []
+    groups = "--init-groups" if keep_groups else "--clear-groups"
+    gid = pwd.getpwnam(user).pw_gid
+    return ["setpriv", f"--reuid={user}", f"--regid={gid}", groups, "--inh-caps=-all", "--bounding-set=-all"]
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
+
+
 def run_as(user: str, code: str, keep_groups: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a Python snippet as `user` (its own groups, no capabilities)."""
-    groups = ["--init-groups"] if keep_groups else ["--clear-groups"]
-    gid = pwd.getpwnam(user).pw_gid
-    return subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={user}",
-            f"--regid={gid}",
-            *groups,
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-            sys.executable,
-            "-c",
-            code,
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        check=False,
-    )
+    argv = [*privdrop(user, keep_groups), sys.executable, "-c", code]
+    return subprocess.run(argv, capture_output=True, text=True, env=_env(), check=False)
 
 
-MEMBER = ["setpriv", "--reuid=msruser", "--regid=msruser", "--init-groups", "--inh-caps=-all", "--bounding-set=-all"]
+MEMBER = privdrop("msruser")
 
 
 def as_member(*argv: str, wait: bool = True) -> Any:
     """Run argv as msruser (group msr, no capabilities); Popen when wait is False."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
     if not wait:
-        return subprocess.Popen([*MEMBER, *argv], stdout=subprocess.PIPE, text=True, env=env)
-    return subprocess.run([*MEMBER, *argv], capture_output=True, text=True, env=env, check=False)
+        return subprocess.Popen([*MEMBER, *argv], stdout=subprocess.PIPE, text=True, env=_env())
+    return subprocess.run([*MEMBER, *argv], capture_output=True, text=True, env=_env(), check=False)
+
+
+def read_on(dev: Device, msr: int, cpu: int = 0) -> int:
+    """One MSR on one CPU, as root through the library."""
+    return read_msrs(dev, [msr], cpu)[0]
+
+
+def read_msrs(dev: Device, msrs: list[int], cpu: int) -> list[int]:
+    """Several MSRs on one CPU in one batch; raises on any failed op."""
+    b = Batch(len(msrs))
+    for m in msrs:
+        b.read(m, cpu)
+    dev.submit(b)
+    b.check()
+    return [b.value(i) for i in range(len(msrs))]
 
 
 def set_cpu_online(cpu: int, online: bool) -> None:
@@ -205,34 +215,8 @@ def batch_as(user: str, ops: list[tuple[str, int, int, int]]) -> dict[str, Any]:
     """Run one batch of (op, msr, value, cpu) as `user`; errors as errno names ('OK' for none)."""
     import json
 
-    r = (
-        subprocess.run(
-            [
-                "setpriv",
-                f"--reuid={user}",
-                f"--regid={pwd.getpwnam(user).pw_gid}",
-                "--init-groups",
-                "--inh-caps=-all",
-                "--bounding-set=-all",
-                sys.executable,
-                "-c",
-                BATCH_AS,
-                json.dumps(ops),
-            ],
-            capture_output=True,
-            text=True,
-            env=dict(os.environ, PYTHONPATH=str(REPO)),
-            check=False,
-        )
-        if user != "root"
-        else subprocess.run(
-            [sys.executable, "-c", BATCH_AS, json.dumps(ops)],
-            capture_output=True,
-            text=True,
-            env=dict(os.environ, PYTHONPATH=str(REPO)),
-            check=False,
-        )
-    )
+    argv = [*privdrop(user), sys.executable, "-c", BATCH_AS, json.dumps(ops)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=_env(), check=False)
     assert r.returncode == 0, r.stderr
     return dict(json.loads(r.stdout))
 

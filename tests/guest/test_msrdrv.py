@@ -23,6 +23,7 @@ from conftest import (
     load_module,
     module_loaded,
     raw_batch,
+    read_on,
     run_as,
     set_cpu_online,
     unload_module,
@@ -41,14 +42,6 @@ def ops_array(*ops: tuple[int, int, int] | tuple[int, int, int, int]) -> Any:
         arr[i].value = o[3] if len(o) > 3 else 0
         arr[i].err = 12345  # sentinel: shows whether the kernel wrote the op back
     return arr
-
-
-def read_on(dev: Device, msr: int, cpu: int) -> int:
-    b = Batch(1)
-    b.read(msr, cpu)
-    dev.submit(b)
-    b.check()
-    return b.value(0)
 
 
 # --- the device node -------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Batch, Device, abi, as_member, batch_as, ffi, results_dir
+from conftest import Batch, Device, abi, as_member, batch_as, ffi, read_on, results_dir
 
 from msrctl import allowlist
 from msrctl.allowlist import Entry
@@ -19,14 +19,6 @@ APIC_BASE = 0x1B
 TSC = 0x10
 TSC_AUX = 0xC0000103
 LIST = [Entry(TSC, 0), Entry(TSC_AUX, 0xFF00)]
-
-
-def read_on(dev: Device, msr: int, cpu: int = 0) -> int:
-    b = Batch(1)
-    b.read(msr, cpu)
-    dev.submit(b)
-    b.check()
-    return b.value(0)
 
 
 @pytest.fixture

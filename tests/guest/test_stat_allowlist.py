@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MEMBER, REPO, Device, batch_as
+from conftest import MEMBER, REPO, Device, batch_as, read_msrs
 
 from msrctl import allowlist, events, region
 from msrctl.pmu import Pmu
@@ -84,17 +84,6 @@ def test_stat_says_clearly_that_there_is_no_pmu(dev: Device) -> None:
 INTEL_V4 = Pmu("intel", True, "test", 4, 4, 48, 3, 48)
 
 
-def _read(dev: Device, msrs: list[int], cpu: int) -> list[int]:
-    from msrctl.device import Batch
-
-    b = Batch(len(msrs))
-    for m in msrs:
-        b.read(m, cpu)
-    dev.submit(b)
-    b.check()
-    return [b.value(i) for i in range(len(msrs))]
-
-
 @pytest.mark.parametrize("cpu", [0, 1])
 def test_region_runs_its_planned_batches_and_restores(dev: Device, cpu: int) -> None:
     """The exact ops go to the module in one batch per end, every op succeeds,
@@ -103,7 +92,7 @@ def test_region_runs_its_planned_batches_and_restores(dev: Device, cpu: int) -> 
     evs = events.parse("cycles,instructions,llc-misses,branches", "intel")
     r = region.Region(dev, evs, cpu=cpu, pmu=INTEL_V4, calibrate=2)
     touched = r.touched()
-    before = _read(dev, touched, cpu)
+    before = read_msrs(dev, touched, cpu)
     with r:
         sum(range(1000))
     for plan, batch in ((r.start_plan, r._start), (r.stop_plan, r._stop)):
@@ -116,5 +105,5 @@ def test_region_runs_its_planned_batches_and_restores(dev: Device, cpu: int) -> 
     programmed = {p.msr: p.value for p in r.start_plan if p.op == "write" and p.mask is None and p.value}
     assert programmed == {0x186: 0x0041412E, 0x187: 0x004100C4}
     assert r.tsc > 0
-    assert _read(dev, touched, cpu) == before
+    assert read_msrs(dev, touched, cpu) == before
     assert set(r.counts) == {"cycles", "instructions", "llc-misses", "branches"}
