@@ -31,16 +31,33 @@
 #define MSRDRV_CPU_SELF		0xffffffffU
 
 /*
- * One operation.  Ops aimed at the same CPU run in array order inside one
- * cross-call with interrupts off; ops for different CPUs run concurrently.
- * A STOP ends the batch: later ops are neither run nor written back.
+ * One operation.  Ops aimed at the same CPU run in array order; ops for
+ * different CPUs run concurrently.  A CPU runs its ops with interrupts off
+ * in sections of at most msrdrv_info.section_ops ops, letting interrupts
+ * and other tasks in between sections: a batch is an atomic snapshot on a
+ * CPU only within one section, or as a whole with MSRDRV_BATCH_SNAPSHOT.
+ * Even within a section, NMIs (perf's handler writes the PMU's global
+ * control) and SMIs may run between two ops.  A STOP ends the batch: later
+ * ops must be readable but are neither validated, run nor written back.
+ *
+ * The kernel writes back only value and err; op, flags, cpu, msr and mask
+ * keep what the caller wrote, so a batch can be submitted again unchanged.
  *
  * value: READ and RDTSC return the value here; WRITE takes it from here and,
- *        with MSRDRV_OPF_MASKED, returns the full value it wrote.
- * err:   written back for every op run: 0, or -EIO (MSR faulted),
- *        -ENXIO (CPU offline or absent), -EPERM (write refused: no
- *        CAP_SYS_RAWIO, lockdown or writes disabled), -EACCES (not allowed
- *        by the allowlist).
+ *        with MSRDRV_OPF_MASKED, returns the full value it wrote, but to an
+ *        opener without CAP_SYS_RAWIO only when its allowlist entry allows
+ *        READ (otherwise value is left as it was).
+ * err:   written back for every op run: 0 or a negative errno:
+ *        -EIO    the MSR faulted (not implemented, or a reserved bit set)
+ *        -ENXIO  the CPU is offline or does not exist
+ *        -EBADF  a WRITE on a file not opened for writing
+ *        -EPERM  a write refused by kernel lockdown or allow_writes=N, or
+ *                an RDTSC by a task that disabled the TSC (PR_SET_TSC)
+ *        -EACCES (openers without CAP_SYS_RAWIO) no allowlist is loaded,
+ *                the allowlist does not permit this access, or a masked
+ *                write would change no permitted bit
+ * A WRITE whose effective mask is all ones is a plain write: the register
+ * is not read first, so write-only MSRs can be listed with mask ~0.
  */
 struct msrdrv_op {
 	__u16 op;
@@ -52,19 +69,27 @@ struct msrdrv_op {
 	__u64 mask;
 };
 
+/* msrdrv_batch.flags: run each CPU's ops in one interrupts-off section. */
+#define MSRDRV_BATCH_SNAPSHOT	_BITUL(0)
+#define MSRDRV_BATCH_ALL	MSRDRV_BATCH_SNAPSHOT
+
 /*
  * Batch header.  The ioctl returns 0 once the batch ran, even when some ops
- * failed (nerrs counts them); a negative errno means nothing ran: EPROTO
- * (abi_version), EINVAL (unknown op or flag, nonzero reserved field),
- * E2BIG (nops above max_ops), EFAULT (bad pointer), ENOMEM.
+ * failed (nerrs counts them).  A negative errno means nothing ran: EPROTO
+ * (abi_version), EINVAL (unknown op or flag), E2BIG (nops above the
+ * file's max_ops, or with MSRDRV_BATCH_SNAPSHOT more than section_ops ops
+ * for one CPU), EBADF (file not opened for reading), EFAULT (the header or
+ * the ops up to the first STOP are not readable and writable), ENOMEM.
+ * The one exception: if another thread unmaps or write-protects the memory
+ * while the batch runs, the ops ran and the call still fails with EFAULT.
  */
 struct msrdrv_batch {
 	__u32 abi_version;
-	__u32 flags;		/* none defined yet: must be 0 */
+	__u32 flags;		/* MSRDRV_BATCH_* */
 	__u32 nops;
 	__u32 ndone;		/* out: ops processed, a STOP included */
 	__u32 nerrs;		/* out: processed ops whose err is not 0 */
-	__u32 reserved;		/* must be 0 */
+	__u32 self_cpu;		/* out: the CPU that ran MSRDRV_CPU_SELF ops */
 	__u64 ops;		/* user address of struct msrdrv_op[nops] */
 };
 
@@ -73,22 +98,26 @@ struct msrdrv_batch {
 #define MSRDRV_FEAT_MULTI_CPU		_BITULL(1)
 #define MSRDRV_FEAT_LEGACY_CMDS		_BITULL(2)
 #define MSRDRV_FEAT_ALLOWLIST		_BITULL(3)
+#define MSRDRV_FEAT_SNAPSHOT		_BITULL(4)	/* MSRDRV_BATCH_SNAPSHOT */
+#define MSRDRV_FEAT_PROTECTED		_BITULL(5)	/* kernel-address MSRs refused */
 
 /* msrdrv_info.access: what this open file may do. */
 #define MSRDRV_ACCESS_RAWIO		_BITUL(0)	/* opener had CAP_SYS_RAWIO */
 #define MSRDRV_ACCESS_WRITE		_BITUL(1)	/* writes possible at all */
 #define MSRDRV_ACCESS_LOCKDOWN		_BITUL(2)	/* kernel lockdown forbids writes */
+#define MSRDRV_ACCESS_ADMIN		_BITUL(3)	/* opener had CAP_SYS_ADMIN */
+#define MSRDRV_ACCESS_FMODE_WRITE	_BITUL(4)	/* file opened for writing */
 
 #define MSRDRV_VERSION_LEN	32
 
 struct msrdrv_info {
 	__u32 abi_version;
-	__u32 max_ops;
+	__u32 max_ops;		/* most ops in one batch on this file */
 	__u64 features;
 	__u32 nr_cpu_ids;
 	__u32 access;
 	__u32 allowlist_entries;
-	__u32 reserved0;
+	__u32 section_ops;	/* most ops a CPU runs with interrupts off */
 	char version[MSRDRV_VERSION_LEN];	/* module version, NUL-terminated */
 	__u64 reserved[4];
 };
@@ -96,10 +125,18 @@ struct msrdrv_info {
 /*
  * Allowlist for openers without CAP_SYS_RAWIO: each entry names an MSR, may
  * allow reading it (MSRDRV_ALLOW_READ) and allows writing the bits set in
- * write_mask (writes become masked read-modify-writes).  SET needs
- * CAP_SYS_ADMIN and replaces the whole list at once; entries must be sorted
- * by msr without duplicates.  nentries == 0 removes the list.  GET takes the
- * room in nentries and returns the number in force there.
+ * write_mask (writes become masked read-modify-writes).  With no list
+ * loaded such openers may read and write nothing.  MSRs that hold kernel
+ * addresses or kernel control flow (SYSCALL/SYSENTER entry points, segment
+ * bases, DS/PEBS/PT buffers, branch records, shadow stacks, ...) are never
+ * theirs: a list naming one is refused.
+ *
+ * SET needs a file opened for writing (else EBADF) by a CAP_SYS_ADMIN
+ * opener (else EPERM) and replaces the whole list at once; entries must be
+ * sorted by msr without duplicates (else EINVAL), none protected (else
+ * EACCES).  When SET returns, no op checked against the old list is still
+ * running.  nentries == 0 removes the list.  GET takes the room in nentries
+ * and returns the number in force there.
  */
 #define MSRDRV_ALLOW_READ	_BITUL(0)
 #define MSRDRV_ALLOW_ALL	MSRDRV_ALLOW_READ
@@ -117,7 +154,8 @@ struct msrdrv_allowlist {
 	__u64 entries;		/* user address of struct msrdrv_allow_entry[] */
 };
 
-#define MSRDRV_IOC_MAGIC	0xB7
+/* 0xC6: free in Documentation/userspace-api/ioctl/ioctl-number.rst */
+#define MSRDRV_IOC_MAGIC	0xC6
 #define MSRDRV_IOC_INFO		_IOR(MSRDRV_IOC_MAGIC, 0x00, struct msrdrv_info)
 #define MSRDRV_IOC_BATCH	_IOWR(MSRDRV_IOC_MAGIC, 0x01, struct msrdrv_batch)
 #define MSRDRV_IOC_SET_ALLOWLIST \
@@ -128,10 +166,11 @@ struct msrdrv_allowlist {
 /*
  * The seed driver's interface, kept for existing programs: an array of at
  * most MSR_VEC_LIMIT commands (the seed's struct MsrInOut, same layout),
- * run in order on the calling CPU until a MSR_STOP.  READ and RDTSC store
- * their result in value.  The ioctl fails with EIO if an op faulted and
- * EPERM if a write was refused; values of the ops that did run are still
- * copied back.
+ * run in order on the calling CPU until a MSR_STOP, under the same policy
+ * as a batch.  READ and RDTSC store their result in value.  The commands up
+ * to the STOP must be writable (else EFAULT and nothing ran).  If an op
+ * fails the ioctl returns that op's error (EIO, EPERM, EACCES, EBADF, as
+ * for a batch) after the values of the ops that ran are copied back.
  */
 #define MSR_NOP			MSRDRV_OP_NOP
 #define MSR_READ		MSRDRV_OP_READ

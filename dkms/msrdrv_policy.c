@@ -6,21 +6,25 @@
  * hardware accepts; their writes taint the kernel like the in-tree msr
  * driver's.  Everyone else (members of group msr) is bound by the allowlist
  * an admin loaded: a listed MSR may be read if its entry says so, and written
- * only in the bits of its write mask (the write becomes a masked
- * read-modify-write).  While no list is loaded they may read any MSR (unless
- * read_without_allowlist=N) and write none.  All writes are refused under
- * kernel lockdown and with allow_writes=N.
+ * only in the bits of its write mask.  With no list loaded they may do
+ * nothing (deny by default, as msr-safe), and MSRs that hold kernel
+ * addresses are never theirs, whatever a list says.  All writes need a file
+ * opened for writing and are refused under kernel lockdown and with
+ * allow_writes=N.
  */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/bsearch.h>
 #include <linux/capability.h>
 #include <linux/kernel.h>
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
-#include <linux/rcupdate.h>
+#include <linux/ratelimit.h>
 #include <linux/sched.h>
 #include <linux/security.h>
 #include <linux/slab.h>
+#include <linux/srcu.h>
 #include <linux/uaccess.h>
 
 #include "msrdrv_policy.h"
@@ -29,58 +33,111 @@ static bool allow_writes = true;
 module_param(allow_writes, bool, 0644);
 MODULE_PARM_DESC(allow_writes, "Allow MSR writes at all (default Y)");
 
-static bool read_without_allowlist = true;
-module_param(read_without_allowlist, bool, 0644);
-MODULE_PARM_DESC(read_without_allowlist,
-		 "While no allowlist is loaded, let openers without CAP_SYS_RAWIO read any MSR (default Y)");
-
 struct msrdrv_allowlist_k {
 	u32 n;
 	struct msrdrv_allow_entry e[];	/* sorted by msr, no duplicates */
 };
 
-/* Readers take RCU; a SET swaps the whole list so a batch sees one list. */
+/*
+ * Batches hold SRCU from their policy checks until their last op ran, so
+ * SET can wait for every batch that saw the old list (synchronous
+ * revocation); SRCU because a batch sleeps between its sections.
+ */
 static struct msrdrv_allowlist_k __rcu *allowlist;
 static DEFINE_MUTEX(allowlist_lock);
+static struct srcu_struct msrdrv_srcu;
+
+/*
+ * MSRs that hold kernel (or guest-physical) addresses or record kernel
+ * control flow: reading one defeats KASLR or leaks another task's state,
+ * writing one hijacks the kernel.  Only CAP_SYS_RAWIO openers reach them.
+ * Inclusive ranges, sorted; msrctl/protected.py mirrors this table (a host
+ * test compares the two).
+ */
+static const struct msrdrv_msr_range {
+	u32 first, last;
+} msrdrv_protected[] = {
+	{ 0x00000011, 0x00000012 },	/* KVM pvclock (old numbers): GPAs */
+	{ 0x00000040, 0x0000004f },	/* LBR FROM_IP (Core, Atom) */
+	{ 0x00000060, 0x0000006f },	/* LBR TO_IP (Core, Atom) */
+	{ 0x0000009e, 0x0000009e },	/* IA32_SMBASE */
+	{ 0x00000174, 0x00000176 },	/* IA32_SYSENTER_CS/ESP/EIP */
+	{ 0x000001cc, 0x000001d4 },	/* IA32_FRED_RSP0-3, STKLVLS, SSP1-3, CONFIG */
+	{ 0x000001db, 0x000001de },	/* LASTBRANCH/LER FROM/TO IP */
+	{ 0x000003f4, 0x000003f5 },	/* IA32_PEBS_BASE, IA32_PEBS_INDEX */
+	{ 0x00000560, 0x00000561 },	/* IA32_RTIT_OUTPUT_BASE, OUTPUT_MASK_PTRS */
+	{ 0x00000572, 0x00000572 },	/* IA32_RTIT_CR3_MATCH */
+	{ 0x00000580, 0x00000587 },	/* IA32_RTIT_ADDR0_A-ADDR3_B */
+	{ 0x00000600, 0x00000600 },	/* IA32_DS_AREA */
+	{ 0x00000680, 0x0000069f },	/* MSR_LASTBRANCH_0-31_FROM_IP */
+	{ 0x000006a0, 0x000006a8 },	/* IA32_U_CET, S_CET, PL0-3_SSP, INT_SSP_TAB */
+	{ 0x000006c0, 0x000006df },	/* MSR_LASTBRANCH_0-31_TO_IP */
+	{ 0x00000985, 0x0000098a },	/* IA32_UINTR_RR, HANDLER, STACKADJUST, MISC, PD, TT */
+	{ 0x00000dc0, 0x00000ddf },	/* MSR_LBR_INFO_0-31 */
+	{ 0x00001200, 0x0000121f },	/* IA32_LBR_0-31_INFO */
+	{ 0x00001500, 0x0000151f },	/* IA32_LBR_0-31_FROM_IP */
+	{ 0x00001600, 0x0000161f },	/* IA32_LBR_0-31_TO_IP */
+	{ 0x40000000, 0x400000ff },	/* Hyper-V synthetic MSRs: GPAs */
+	{ 0x4b564d00, 0x4b564d07 },	/* KVM paravirtual MSRs: GPAs */
+	{ 0xc0000081, 0xc0000083 },	/* STAR, LSTAR, CSTAR */
+	{ 0xc0000100, 0xc0000102 },	/* FS_BASE, GS_BASE, KERNEL_GS_BASE */
+	{ 0xc0010117, 0xc0010117 },	/* MSR_VM_HSAVE_PA */
+	{ 0xc0010130, 0xc0010130 },	/* MSR_AMD64_SEV_ES_GHCB */
+	{ 0xc0010300, 0xc001031f },	/* AMD LbrExtV2 FROM/TO */
+	{ 0xc0011030, 0xc001103b },	/* AMD IBS fetch/op/data samples */
+};
+
+static bool msrdrv_policy_protected(u32 msr)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(msrdrv_protected); i++) {
+		if (msr < msrdrv_protected[i].first)
+			return false;
+		if (msr <= msrdrv_protected[i].last)
+			return true;
+	}
+	return false;
+}
 
 int msrdrv_policy_init(void)
 {
-	return 0;
+	return init_srcu_struct(&msrdrv_srcu);
 }
 
 void msrdrv_policy_exit(void)
 {
 	kvfree(rcu_dereference_protected(allowlist, true));
 	RCU_INIT_POINTER(allowlist, NULL);
+	cleanup_srcu_struct(&msrdrv_srcu);
 }
 
-void msrdrv_policy_begin(struct msrdrv_policy_ctx *ctx, bool rawio)
+/* Why every write of a batch from this file is refused, or 0. */
+static int msrdrv_policy_write_gate(const struct file *file)
 {
-	ctx->rawio = rawio;
-	ctx->writes_checked = false;
-	ctx->write_err = 0;
-	ctx->tainted = false;
-	rcu_read_lock();
-	ctx->list = rcu_dereference(allowlist);
+	if (!(file->f_mode & FMODE_WRITE))
+		return -EBADF;
+	if (!READ_ONCE(allow_writes))
+		return -EPERM;
+	return security_locked_down(LOCKDOWN_MSR);
 }
 
-void msrdrv_policy_end(struct msrdrv_policy_ctx *ctx)
+void msrdrv_policy_begin(struct msrdrv_policy *pol, const struct file *file,
+			 bool has_writes)
 {
-	ctx->list = NULL;
-	rcu_read_unlock();
+	const struct msrdrv_file *mf = file->private_data;
+
+	pol->rawio = mf->rawio;
+	/* Lockdown is asked only for a batch that writes: it logs. */
+	pol->write_err = has_writes ? msrdrv_policy_write_gate(file) : 0;
+	pol->srcu_idx = srcu_read_lock(&msrdrv_srcu);
+	pol->list = srcu_dereference(allowlist, &msrdrv_srcu);
 }
 
-/* Lockdown and the switch are asked once per batch, on its first write. */
-static int msrdrv_policy_write_gate(struct msrdrv_policy_ctx *ctx)
+void msrdrv_policy_end(struct msrdrv_policy *pol)
 {
-	if (!ctx->writes_checked) {
-		ctx->writes_checked = true;
-		if (!READ_ONCE(allow_writes))
-			ctx->write_err = -EPERM;
-		else
-			ctx->write_err = security_locked_down(LOCKDOWN_MSR);
-	}
-	return ctx->write_err;
+	pol->list = NULL;
+	srcu_read_unlock(&msrdrv_srcu, pol->srcu_idx);
 }
 
 static int msrdrv_entry_cmp(const void *key, const void *elt)
@@ -96,64 +153,81 @@ static int msrdrv_entry_cmp(const void *key, const void *elt)
 static const struct msrdrv_allow_entry *
 msrdrv_policy_lookup(const struct msrdrv_allowlist_k *list, u32 msr)
 {
+	if (!list)
+		return NULL;
 	return bsearch(&msr, list->e, list->n, sizeof(list->e[0]),
 		       msrdrv_entry_cmp);
 }
 
-/* Ops of openers without CAP_SYS_RAWIO, judged by the allowlist. */
-static int msrdrv_policy_check_listed(struct msrdrv_policy_ctx *ctx,
-				      struct msrdrv_op *op)
+/* The bits a WRITE op asks to change. */
+static u64 msrdrv_op_mask(const struct msrdrv_op *op)
+{
+	return op->flags & MSRDRV_OPF_MASKED ? op->mask : ~0ULL;
+}
+
+/*
+ * Decide a READ or WRITE before anything runs (other ops pass): 0 or the
+ * op's -errno.  The list cannot change until end().
+ */
+int msrdrv_policy_check(const struct msrdrv_policy *pol,
+			const struct msrdrv_op *op)
 {
 	const struct msrdrv_allow_entry *e;
-	int err;
 
-	if (!ctx->list) {
-		if (op->op == MSRDRV_OP_READ)
-			return READ_ONCE(read_without_allowlist) ? 0 : -EACCES;
-		return -EPERM;
-	}
-	e = msrdrv_policy_lookup(ctx->list, op->msr);
+	if (op->op == MSRDRV_OP_WRITE && pol->write_err)
+		return pol->write_err;
+	if (pol->rawio)
+		return 0;
+	if (op->op != MSRDRV_OP_READ && op->op != MSRDRV_OP_WRITE)
+		return 0;
+	e = msrdrv_policy_lookup(pol->list, op->msr);
 	if (!e)
 		return -EACCES;
 	if (op->op == MSRDRV_OP_READ)
 		return e->flags & MSRDRV_ALLOW_READ ? 0 : -EACCES;
-	if (!e->write_mask)
-		return -EACCES;
-	err = msrdrv_policy_write_gate(ctx);
-	if (err)
-		return err;
-	/* Bits outside the entry's mask keep their value. */
-	if (!(op->flags & MSRDRV_OPF_MASKED))
-		op->mask = ~0ULL;
-	op->mask &= e->write_mask;
-	op->flags |= MSRDRV_OPF_MASKED;
-	return 0;
+	/* A write that may change no bit writes nothing: say so. */
+	return msrdrv_op_mask(op) & e->write_mask ? 0 : -EACCES;
 }
 
-int msrdrv_policy_check(struct msrdrv_policy_ctx *ctx, struct msrdrv_op *op)
+/*
+ * For a WRITE that passed the check, on the CPU that runs it: the bits it
+ * may change, and whether the written value may go back to the caller.
+ */
+u64 msrdrv_policy_write_mask(const struct msrdrv_policy *pol,
+			     const struct msrdrv_op *op, bool *may_read)
 {
-	int err;
+	const struct msrdrv_allow_entry *e;
 
-	if (op->op != MSRDRV_OP_READ && op->op != MSRDRV_OP_WRITE)
+	*may_read = pol->rawio;
+	if (pol->rawio)
+		return msrdrv_op_mask(op);
+	e = msrdrv_policy_lookup(pol->list, op->msr);
+	if (!e)
 		return 0;
-	if (!ctx->rawio)
-		return msrdrv_policy_check_listed(ctx, op);
-	if (op->op == MSRDRV_OP_READ)
-		return 0;
-	err = msrdrv_policy_write_gate(ctx);
-	if (err)
-		return err;
-	if (!ctx->tainted) {
-		add_taint(TAINT_CPU_OUT_OF_SPEC, LOCKDEP_STILL_OK);
-		ctx->tainted = true;
-	}
-	return 0;
+	*may_read = e->flags & MSRDRV_ALLOW_READ;
+	return msrdrv_op_mask(op) & e->write_mask;
 }
 
-u32 msrdrv_policy_access(void)
+/* A privileged batch is about to write: taint and log as the msr driver. */
+void msrdrv_policy_rawio_writes(u32 msr, unsigned int cpu, u32 nwrites)
 {
+	add_taint(TAINT_CPU_OUT_OF_SPEC, LOCKDEP_STILL_OK);
+	pr_notice_ratelimited("%s[%d] writes MSR %#x on CPU %u (%u write%s in the batch)\n",
+			      current->comm, task_pid_nr(current), msr, cpu,
+			      nwrites, nwrites == 1 ? "" : "s");
+}
+
+u32 msrdrv_policy_access(const struct file *file)
+{
+	const struct msrdrv_file *mf = file->private_data;
 	u32 access = 0;
 
+	if (mf->rawio)
+		access |= MSRDRV_ACCESS_RAWIO;
+	if (mf->admin)
+		access |= MSRDRV_ACCESS_ADMIN;
+	if (file->f_mode & FMODE_WRITE)
+		access |= MSRDRV_ACCESS_FMODE_WRITE;
 	if (READ_ONCE(allow_writes))
 		access |= MSRDRV_ACCESS_WRITE;
 	/* Under lockdown this also logs a rate-limited notice: fine here. */
@@ -166,21 +240,48 @@ u32 msrdrv_policy_entries(void)
 {
 	const struct msrdrv_allowlist_k *list;
 	u32 n;
+	int idx;
 
-	rcu_read_lock();
-	list = rcu_dereference(allowlist);
+	idx = srcu_read_lock(&msrdrv_srcu);
+	list = srcu_dereference(allowlist, &msrdrv_srcu);
 	n = list ? list->n : 0;
-	rcu_read_unlock();
+	srcu_read_unlock(&msrdrv_srcu, idx);
 	return n;
 }
 
-static long msrdrv_policy_set(struct msrdrv_allowlist __user *uarg)
+/* 0, or why the new list is refused (the old one stays in force). */
+static int msrdrv_policy_validate(const struct msrdrv_allowlist_k *list)
 {
-	struct msrdrv_allowlist hdr;
-	struct msrdrv_allowlist_k *list = NULL, *old;
+	const struct msrdrv_allow_entry *e;
 	u32 i;
 
-	if (!capable(CAP_SYS_ADMIN))
+	for (i = 0; i < list->n; i++) {
+		e = &list->e[i];
+		if ((e->flags & ~MSRDRV_ALLOW_ALL) ||
+		    (i && e->msr <= list->e[i - 1].msr))
+			return -EINVAL;
+	}
+	for (i = 0; i < list->n; i++) {
+		if (msrdrv_policy_protected(list->e[i].msr)) {
+			pr_info("allowlist refused: MSR %#x holds kernel addresses\n",
+				list->e[i].msr);
+			return -EACCES;
+		}
+	}
+	return 0;
+}
+
+static long msrdrv_policy_set(struct file *file,
+			      struct msrdrv_allowlist __user *uarg)
+{
+	const struct msrdrv_file *mf = file->private_data;
+	struct msrdrv_allowlist hdr;
+	struct msrdrv_allowlist_k *list = NULL, *old;
+	int err;
+
+	if (!(file->f_mode & FMODE_WRITE))
+		return -EBADF;
+	if (!mf->admin)
 		return -EPERM;
 	if (copy_from_user(&hdr, uarg, sizeof(hdr)))
 		return -EFAULT;
@@ -194,17 +295,13 @@ static long msrdrv_policy_set(struct msrdrv_allowlist __user *uarg)
 		if (!list)
 			return -ENOMEM;
 		list->n = hdr.nentries;
-		if (copy_from_user(list->e, u64_to_user_ptr(hdr.entries),
-				   array_size(list->n, sizeof(list->e[0])))) {
+		err = -EFAULT;
+		if (!copy_from_user(list->e, u64_to_user_ptr(hdr.entries),
+				    array_size(list->n, sizeof(list->e[0]))))
+			err = msrdrv_policy_validate(list);
+		if (err) {
 			kvfree(list);
-			return -EFAULT;
-		}
-		for (i = 0; i < list->n; i++) {
-			if ((list->e[i].flags & ~MSRDRV_ALLOW_ALL) ||
-			    (i && list->e[i].msr <= list->e[i - 1].msr)) {
-				kvfree(list);
-				return -EINVAL;
-			}
+			return err;
 		}
 	}
 
@@ -212,7 +309,8 @@ static long msrdrv_policy_set(struct msrdrv_allowlist __user *uarg)
 	old = rcu_replace_pointer(allowlist, list,
 				  lockdep_is_held(&allowlist_lock));
 	mutex_unlock(&allowlist_lock);
-	synchronize_rcu();
+	/* Wait out every batch that may still run ops checked against old. */
+	synchronize_srcu(&msrdrv_srcu);
 	kvfree(old);
 	pr_info("allowlist %s: %u entries, by %s[%d]\n",
 		list ? "loaded" : "cleared", hdr.nentries, current->comm,
@@ -227,6 +325,7 @@ static long msrdrv_policy_get(struct msrdrv_allowlist __user *uarg)
 	struct msrdrv_allow_entry *copy = NULL;
 	u32 n, room;
 	long ret = 0;
+	int idx;
 
 	if (copy_from_user(&hdr, uarg, sizeof(hdr)))
 		return -EFAULT;
@@ -239,13 +338,13 @@ static long msrdrv_policy_get(struct msrdrv_allowlist __user *uarg)
 		if (!copy)
 			return -ENOMEM;
 	}
-	/* Snapshot under RCU; copy to user space after, where we may sleep. */
-	rcu_read_lock();
-	list = rcu_dereference(allowlist);
+	/* Snapshot inside SRCU; copy to user space after it. */
+	idx = srcu_read_lock(&msrdrv_srcu);
+	list = srcu_dereference(allowlist, &msrdrv_srcu);
 	n = list ? list->n : 0;
 	if (copy && list)
 		memcpy(copy, list->e, array_size(min(room, n), sizeof(*copy)));
-	rcu_read_unlock();
+	srcu_read_unlock(&msrdrv_srcu, idx);
 
 	if (copy && copy_to_user(u64_to_user_ptr(hdr.entries), copy,
 				 array_size(min(room, n), sizeof(*copy))))
@@ -262,8 +361,10 @@ long msrdrv_policy_ioctl(struct file *file, unsigned int cmd,
 {
 	switch (cmd) {
 	case MSRDRV_IOC_SET_ALLOWLIST:
-		return msrdrv_policy_set(uarg);
+		return msrdrv_policy_set(file, uarg);
 	case MSRDRV_IOC_GET_ALLOWLIST:
+		if (!(file->f_mode & FMODE_READ))
+			return -EBADF;
 		return msrdrv_policy_get(uarg);
 	default:
 		return -ENOTTY;

@@ -10,24 +10,36 @@
 
 struct msrdrv_allowlist_k;
 
+/* Per open file: the opener's privileges, fixed at open like the msr driver. */
+struct msrdrv_file {
+	bool rawio;	/* CAP_SYS_RAWIO: anything the hardware and lockdown allow */
+	bool admin;	/* CAP_SYS_ADMIN: may replace the allowlist */
+};
+
 /*
- * State held across one batch's policy checks.  begin() enters an RCU
- * read-side section that end() leaves: nothing in between may sleep.
+ * One batch's view of the policy, from begin() to end().  begin() enters an
+ * SRCU read-side section that end() leaves; the ops run in between, so a
+ * SET_ALLOWLIST that returns has waited for every batch that saw the old
+ * list.  The section may sleep.
  */
-struct msrdrv_policy_ctx {
+struct msrdrv_policy {
 	const struct msrdrv_allowlist_k *list;
+	int srcu_idx;
 	bool rawio;
-	bool writes_checked;
-	int write_err;
-	bool tainted;
+	int write_err;	/* 0, or why every write of this batch is refused */
 };
 
 int msrdrv_policy_init(void);
 void msrdrv_policy_exit(void);
-void msrdrv_policy_begin(struct msrdrv_policy_ctx *ctx, bool rawio);
-int msrdrv_policy_check(struct msrdrv_policy_ctx *ctx, struct msrdrv_op *op);
-void msrdrv_policy_end(struct msrdrv_policy_ctx *ctx);
-u32 msrdrv_policy_access(void);
+void msrdrv_policy_begin(struct msrdrv_policy *pol, const struct file *file,
+			 bool has_writes);
+int msrdrv_policy_check(const struct msrdrv_policy *pol,
+			const struct msrdrv_op *op);
+u64 msrdrv_policy_write_mask(const struct msrdrv_policy *pol,
+			     const struct msrdrv_op *op, bool *may_read);
+void msrdrv_policy_rawio_writes(u32 msr, unsigned int cpu, u32 nwrites);
+void msrdrv_policy_end(struct msrdrv_policy *pol);
+u32 msrdrv_policy_access(const struct file *file);
 u32 msrdrv_policy_entries(void);
 long msrdrv_policy_ioctl(struct file *file, unsigned int cmd,
 			 void __user *uarg);
