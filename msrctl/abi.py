@@ -24,21 +24,27 @@ OP_RDTSC = 4
 OP_NAMES = {OP_NOP: "nop", OP_READ: "read", OP_WRITE: "write", OP_STOP: "stop", OP_RDTSC: "rdtsc"}
 
 OPF_MASKED = 1 << 0
+BATCH_SNAPSHOT = 1 << 0
 CPU_SELF = 0xFFFFFFFF
 
 FEAT_MASKED_WRITE = 1 << 0
 FEAT_MULTI_CPU = 1 << 1
 FEAT_LEGACY_CMDS = 1 << 2
 FEAT_ALLOWLIST = 1 << 3
+FEAT_SNAPSHOT = 1 << 4
+FEAT_PROTECTED = 1 << 5
 
 ACCESS_RAWIO = 1 << 0
 ACCESS_WRITE = 1 << 1
 ACCESS_LOCKDOWN = 1 << 2
+ACCESS_ADMIN = 1 << 3
+ACCESS_FMODE_WRITE = 1 << 4
 
 ALLOW_READ = 1 << 0
+ALLOWLIST_MAX = 4096
 
 MSR_VEC_LIMIT = 32
-IOC_MAGIC = 0xB7
+IOC_MAGIC = 0xC6  # 0xB7 collides with nsfs
 
 # asm-generic/ioctl.h encoding, which x86 uses.
 _IOC_NONE, _IOC_WRITE, _IOC_READ = 0, 1, 2

@@ -28,7 +28,7 @@ struct msrdrv_batch {
     uint32_t nops;
     uint32_t ndone;
     uint32_t nerrs;
-    uint32_t reserved;
+    uint32_t self_cpu;
     uint64_t ops;
 };
 struct msrdrv_info {
@@ -38,7 +38,7 @@ struct msrdrv_info {
     uint32_t nr_cpu_ids;
     uint32_t access;
     uint32_t allowlist_entries;
-    uint32_t reserved0;
+    uint32_t section_ops;
     char version[32];
     uint64_t reserved[4];
 };

@@ -22,7 +22,7 @@ from . import abi
 from .errors import PERMISSION, USAGE, MsrctlError, UsageError
 from .parse import parse_int, parse_msr
 
-MAX_ENTRIES = 4096  # MSRDRV_ALLOWLIST_MAX
+MAX_ENTRIES = abi.ALLOWLIST_MAX
 TEMPLATES = Path(__file__).with_name("templates")
 
 

@@ -13,7 +13,7 @@ CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 STRUCTS = {
     "msrdrv_op": ["op", "flags", "cpu", "msr", "err", "value", "mask"],
-    "msrdrv_batch": ["abi_version", "flags", "nops", "ndone", "nerrs", "reserved", "ops"],
+    "msrdrv_batch": ["abi_version", "flags", "nops", "ndone", "nerrs", "self_cpu", "ops"],
     "msrdrv_info": [
         "abi_version",
         "max_ops",
@@ -21,7 +21,7 @@ STRUCTS = {
         "nr_cpu_ids",
         "access",
         "allowlist_entries",
-        "reserved0",
+        "section_ops",
         "version",
         "reserved",
     ],
@@ -38,15 +38,21 @@ CONSTANTS = {
     "MSRDRV_OP_STOP": "OP_STOP",
     "MSRDRV_OP_RDTSC": "OP_RDTSC",
     "MSRDRV_OPF_MASKED": "OPF_MASKED",
+    "MSRDRV_BATCH_SNAPSHOT": "BATCH_SNAPSHOT",
     "MSRDRV_CPU_SELF": "CPU_SELF",
     "MSRDRV_FEAT_MASKED_WRITE": "FEAT_MASKED_WRITE",
     "MSRDRV_FEAT_MULTI_CPU": "FEAT_MULTI_CPU",
     "MSRDRV_FEAT_LEGACY_CMDS": "FEAT_LEGACY_CMDS",
     "MSRDRV_FEAT_ALLOWLIST": "FEAT_ALLOWLIST",
+    "MSRDRV_FEAT_SNAPSHOT": "FEAT_SNAPSHOT",
+    "MSRDRV_FEAT_PROTECTED": "FEAT_PROTECTED",
     "MSRDRV_ACCESS_RAWIO": "ACCESS_RAWIO",
     "MSRDRV_ACCESS_WRITE": "ACCESS_WRITE",
     "MSRDRV_ACCESS_LOCKDOWN": "ACCESS_LOCKDOWN",
+    "MSRDRV_ACCESS_ADMIN": "ACCESS_ADMIN",
+    "MSRDRV_ACCESS_FMODE_WRITE": "ACCESS_FMODE_WRITE",
     "MSRDRV_ALLOW_READ": "ALLOW_READ",
+    "MSRDRV_ALLOWLIST_MAX": "ALLOWLIST_MAX",
     "MSR_VEC_LIMIT": "MSR_VEC_LIMIT",
     "MSRDRV_IOC_MAGIC": "IOC_MAGIC",
     "MSRDRV_IOC_INFO": "IOC_INFO",
@@ -102,3 +108,19 @@ def test_constants(c_facts: dict[str, str]) -> None:
     for macro, attr in CONSTANTS.items():
         assert getattr(abi, attr) == int(c_facts[f"const {macro}"]), macro
     assert abi.DEVICE == c_facts["device"]
+
+
+# Macros with no msrctl.abi counterpart: masks of the others, the device path
+# (checked above), the version buffer (checked as a field size).
+UNMIRRORED = {"MSRDRV_OP_MAX", "MSRDRV_OPF_ALL", "MSRDRV_BATCH_ALL", "MSRDRV_ALLOW_ALL", "MSRDRV_VERSION_LEN"}
+
+
+def test_every_header_constant_is_mirrored() -> None:
+    """A bit added to msrdrv.h must be added to msrctl.abi (and to CONSTANTS) too."""
+    import re
+
+    header = (ROOT / "dkms" / "msrdrv.h").read_text()
+    macros = set(re.findall(r"^#define\s+((?:MSRDRV|MSR|IOCTL)_[A-Z0-9_]+)\s+\S", header, re.M))
+    macros -= {"MSRDRV_DEVICE", *UNMIRRORED}
+    macros -= {m for m in macros if m.startswith("MSR_") and m != "MSR_VEC_LIMIT"}  # the seed's op aliases
+    assert macros <= set(CONSTANTS), sorted(macros - set(CONSTANTS))
