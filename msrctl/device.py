@@ -8,7 +8,9 @@
         print(batch.value(tsc), [hex(batch.value(i)) for i in apic])
 
 A Batch owns preallocated C buffers; `clear()` reuses them, so a measurement
-loop allocates nothing per submission.
+loop allocates nothing per submission.  The kernel writes back only each op's
+value and err (and the header's counts and self_cpu), so a submitted batch
+can be submitted again unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from . import abi
 from .abi import ffi
+from .errors import ASK_FOR_LIST
 
 CPU_SELF = abi.CPU_SELF
 _BATCH_REQ = ffi.cast("unsigned long", abi.IOC_BATCH)
@@ -50,17 +53,31 @@ class OpError(MsrError):
 
 @dataclass(frozen=True)
 class Info:
+    """The INFO ioctl: the module's limits and features, and what this open file may do."""
+
     abi_version: int
-    max_ops: int
+    max_ops: int  # most ops in one batch on this open file (lower without CAP_SYS_RAWIO)
     features: int
     nr_cpu_ids: int
     access: int
     allowlist_entries: int
     version: str
+    section_ops: int  # most ops a CPU runs with interrupts off in one section
 
     @property
     def rawio(self) -> bool:
+        """The opener had CAP_SYS_RAWIO: the allowlist does not apply."""
         return bool(self.access & abi.ACCESS_RAWIO)
+
+    @property
+    def admin(self) -> bool:
+        """The opener had CAP_SYS_ADMIN: may replace the allowlist (on a file opened for writing)."""
+        return bool(self.access & abi.ACCESS_ADMIN)
+
+    @property
+    def fmode_write(self) -> bool:
+        """The file was opened for writing: without it every WRITE op fails with EBADF."""
+        return bool(self.access & abi.ACCESS_FMODE_WRITE)
 
     @property
     def writes_allowed(self) -> bool:
@@ -86,25 +103,31 @@ class OpResult:
 
 
 def op_error_text(err: int) -> str:
-    """What a per-op errno means for an MSR op."""
+    """What a per-op errno means for an MSR op (msrdrv.h's list)."""
     return {
         errno.EIO: "the MSR faulted: not implemented on this CPU, or the value is invalid",
         errno.ENXIO: "no such CPU, or it is offline",
-        errno.EPERM: "write refused: needs CAP_SYS_RAWIO, and writes must be enabled and the kernel not locked down",
-        errno.EACCES: "not permitted by the msrdrv allowlist",
+        errno.EBADF: "write refused: /dev/msrdrv was opened read-only (the node gives this user read access only)",
+        errno.EPERM: "refused: a write under kernel lockdown or with allow_writes=N, "
+        "or an RDTSC by a task that disabled the TSC (prctl PR_SET_TSC)",
+        errno.EACCES: "not permitted by the msrdrv allowlist (none loaded, or it does not list this MSR "
+        f"for this access); {ASK_FOR_LIST}",
     }.get(err, os.strerror(err))
 
 
 class Batch:
     """Ops for one ioctl, in preallocated buffers; each add returns the op's index."""
 
-    def __init__(self, capacity: int = 256) -> None:
+    def __init__(self, capacity: int = 256, snapshot: bool = False) -> None:
+        """snapshot: each CPU runs all its ops in one interrupts-off section (MSRDRV_BATCH_SNAPSHOT);
+        the submit fails with E2BIG if one CPU has more than Info.section_ops of them."""
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self._ops: Any = ffi.new("struct msrdrv_op[]", capacity)
         self._hdr: Any = ffi.new("struct msrdrv_batch *")
         self._hdr.abi_version = abi.ABI_VERSION
+        self._hdr.flags = abi.BATCH_SNAPSHOT if snapshot else 0
         self._hdr.ops = abi.address(self._ops)
         self._arg = ffi.cast("void *", self._hdr)
         self._n = 0
@@ -162,9 +185,18 @@ class Batch:
         self._ops[index].value = value
 
     @property
+    def snapshot(self) -> bool:
+        return bool(self._hdr.flags & abi.BATCH_SNAPSHOT)
+
+    @property
     def done(self) -> int:
         """Ops the last submission processed (a STOP included)."""
         return int(self._hdr.ndone)
+
+    @property
+    def self_cpu(self) -> int:
+        """The CPU that ran the CPU_SELF ops of the last submission."""
+        return int(self._hdr.self_cpu)
 
     def value(self, index: int) -> int:
         return int(self._ops[index].value)
@@ -174,11 +206,14 @@ class Batch:
         return -int(self._ops[index].err)
 
     def cpu(self, index: int) -> int:
-        return int(self._ops[index].cpu)
+        """The CPU the op ran on: self_cpu for a CPU_SELF op (the kernel leaves op.cpu as given)."""
+        cpu = int(self._ops[index].cpu)
+        return self.self_cpu if cpu == CPU_SELF else cpu
 
     def result(self, index: int) -> OpResult:
         o = self._ops[index]
-        return OpResult(index, abi.OP_NAMES.get(o.op, str(o.op)), int(o.cpu), int(o.msr), int(o.value), -int(o.err))
+        op = abi.OP_NAMES.get(o.op, str(o.op))
+        return OpResult(index, op, self.cpu(index), int(o.msr), int(o.value), -int(o.err))
 
     def results(self) -> list[OpResult]:
         return [self.result(i) for i in range(min(self._n, self.done))]
@@ -195,15 +230,32 @@ class Batch:
                 raise OpError(f"op {i} ({r.op} MSR {r.msr:#x} on CPU {r.cpu}): {op_error_text(err)}", err, i)
 
 
-class Device:
-    """An open /dev/msrdrv; use as a context manager or call close()."""
+def _open(path: str, write: bool) -> int:
+    try:
+        return os.open(path, (os.O_RDWR if write else os.O_RDONLY) | os.O_CLOEXEC)
+    except OSError as e:
+        raise DeviceError(f"cannot open {path}: {e.strerror}", e.errno or 0) from None
 
-    def __init__(self, path: str = abi.DEVICE) -> None:
+
+class Device:
+    """An open /dev/msrdrv; use as a context manager or call close().
+
+    write=None opens read-write and, if the node refuses that (EACCES: a 0640
+    node makes group msr read-only), read-only; write=True only read-write,
+    write=False only read-only.  `writable` says which it got: on a read-only
+    file every WRITE op fails with EBADF, and so does loading an allowlist.
+    """
+
+    def __init__(self, path: str = abi.DEVICE, write: bool | None = None) -> None:
         self.path = path
+        self.writable = write is not False
         try:
-            self.fd: int = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except OSError as e:
-            raise DeviceError(f"cannot open {path}: {e.strerror}", e.errno or 0) from None
+            self.fd = _open(path, self.writable)
+        except DeviceError as e:
+            if write is not None or e.errno != errno.EACCES:
+                raise
+            self.writable = False
+            self.fd = _open(path, False)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -232,6 +284,7 @@ class Device:
             int(info.access),
             int(info.allowlist_entries),
             ffi.string(info.version).decode(errors="replace"),
+            int(info.section_ops),
         )
 
     def submit(self, batch: Batch) -> int:

@@ -22,13 +22,19 @@ EXIT_CODES: dict[int, str] = {
     OK: "success",
     FAILURE: "other failure",
     NO_CPU: "no such CPU, or it is offline (as rdmsr/wrmsr)",
-    PERMISSION: "permission denied: device, write policy or root needed",
+    PERMISSION: "permission denied: device, open mode, write policy, allowlist, or root needed",
     IO_ERROR: "the MSR access faulted: not implemented or value rejected (as rdmsr/wrmsr)",
     NOT_LOADED: "msrdrv module not loaded or its device node missing",
     MODULE: "loading or unloading the module failed",
     NO_PMU: "no usable PMU (msrctl stat), or not enough free counters",
     USAGE: "usage error: bad option, number, register name, CPU list or batch file",
 }
+
+
+# What a group member asks an admin for when no allowlist is loaded: one
+# source for the library's, the CLI's and `msrctl status`'s advice.
+LOAD_TELEMETRY = "sudo msrctl allowlist load --profile telemetry"
+ASK_FOR_LIST = f"ask an admin to run: {LOAD_TELEMETRY}"
 
 
 def exit_codes_help() -> str:

@@ -1,0 +1,124 @@
+"""The library without a device: Batch buffers and flags, CPU_SELF results, Device open modes, Info bits."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from msrctl import abi
+from msrctl.device import CPU_SELF, Batch, Device, DeviceError, Info, op_error_text
+
+
+def test_snapshot_sets_the_batch_flag() -> None:
+    assert Batch()._hdr.flags == 0 and not Batch().snapshot
+    b = Batch(4, snapshot=True)
+    assert b._hdr.flags == abi.BATCH_SNAPSHOT and b.snapshot
+    b.read(0x10, cpu=0)
+    b.clear()
+    assert b._hdr.flags == abi.BATCH_SNAPSHOT  # clear() keeps the mode
+
+
+def test_cpu_self_ops_report_the_cpu_that_ran_them() -> None:
+    """The kernel leaves op.cpu as given and says in hdr.self_cpu where CPU_SELF ops ran."""
+    b = Batch(4)
+    own = b.read(0x10)
+    named = b.read(0x10, cpu=1)
+    tsc = b.rdtsc()
+    b._hdr.ndone = 3  # what a submission on CPU 3 writes back
+    b._hdr.self_cpu = 3
+    assert b._ops[own].cpu == CPU_SELF  # the input stays
+    assert b.self_cpu == 3
+    assert [b.cpu(i) for i in (own, named, tsc)] == [3, 1, 3]
+    assert [r.cpu for r in b.results()] == [3, 1, 3]
+    assert b.result(tsc).op == "rdtsc"
+    b._ops[own].err = -errno.EACCES
+    with pytest.raises(Exception, match=r"op 0 \(read MSR 0x10 on CPU 3\): not permitted by the msrdrv allowlist"):
+        b.check()
+
+
+def test_op_error_texts() -> None:
+    assert op_error_text(errno.EBADF).startswith("write refused: /dev/msrdrv was opened read-only")
+    assert "prctl PR_SET_TSC" in op_error_text(errno.EPERM) and "lockdown" in op_error_text(errno.EPERM)
+    assert op_error_text(errno.EACCES).endswith("ask an admin to run: sudo msrctl allowlist load --profile telemetry")
+
+
+def info(access: int) -> Info:
+    return Info(1, 1024, 0, 2, access, 0, "0.1.0", 64)
+
+
+def test_info_access_bits() -> None:
+    member = info(abi.ACCESS_WRITE | abi.ACCESS_FMODE_WRITE)
+    assert (member.rawio, member.admin, member.fmode_write, member.writes_allowed) == (False, False, True, True)
+    root = info(abi.ACCESS_RAWIO | abi.ACCESS_ADMIN | abi.ACCESS_WRITE | abi.ACCESS_LOCKDOWN)
+    assert (root.rawio, root.admin, root.fmode_write, root.writes_allowed) == (True, True, False, False)
+    assert member.section_ops == 64
+
+
+class FakeOpen:
+    """os.open that refuses O_RDWR with EACCES, as a 0640 root:msr node does for the group."""
+
+    def __init__(self, real: Any, refuse: int = errno.EACCES) -> None:
+        self.real = real
+        self.refuse = refuse
+        self.modes: list[int] = []
+
+    def __call__(self, path: str, flags: int) -> int:
+        self.modes.append(flags & os.O_ACCMODE)
+        if flags & os.O_ACCMODE == os.O_RDWR:
+            raise OSError(self.refuse, os.strerror(self.refuse), path)
+        return int(self.real(path, flags))
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> str:
+    path = tmp_path / "msrdrv"
+    path.write_bytes(b"")
+    return str(path)
+
+
+def test_device_opens_read_write_by_default(node: str) -> None:
+    with Device(node) as dev:
+        assert dev.writable
+        assert os.get_inheritable(dev.fd) is False
+
+
+def test_device_falls_back_to_read_only(node: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeOpen(os.open)
+    monkeypatch.setattr(os, "open", fake)
+    with Device(node) as dev:
+        assert not dev.writable
+    assert fake.modes == [os.O_RDWR, os.O_RDONLY]
+
+
+def test_device_write_true_does_not_fall_back(node: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeOpen(os.open)
+    monkeypatch.setattr(os, "open", fake)
+    with pytest.raises(DeviceError) as e:
+        Device(node, write=True)
+    assert e.value.errno == errno.EACCES and fake.modes == [os.O_RDWR]
+
+
+def test_device_write_false_opens_read_only(node: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeOpen(os.open)
+    monkeypatch.setattr(os, "open", fake)
+    with Device(node, write=False) as dev:
+        assert not dev.writable
+    assert fake.modes == [os.O_RDONLY]
+
+
+def test_only_eacces_falls_back(node: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeOpen(os.open, errno.ENXIO)  # the node exists but no driver answers
+    monkeypatch.setattr(os, "open", fake)
+    with pytest.raises(DeviceError) as e:
+        Device(node)
+    assert e.value.errno == errno.ENXIO and fake.modes == [os.O_RDWR]
+
+
+def test_device_missing(tmp_path: Path) -> None:
+    with pytest.raises(DeviceError) as e:
+        Device(str(tmp_path / "none"))
+    assert e.value.errno == errno.ENOENT
