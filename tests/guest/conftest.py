@@ -94,13 +94,13 @@ def cpus() -> list[int]:
 
 
 def raw_batch(
-    fd: int, ops: Any, nops: int, abi_version: int = abi.ABI_VERSION, flags: int = 0, reserved: int = 0
+    fd: int, ops: Any, nops: int, abi_version: int = abi.ABI_VERSION, flags: int = 0, self_cpu: int = 0
 ) -> tuple[int, Any]:
     """Issue MSRDRV_IOC_BATCH with a hand-made header; returns (0 or -errno, header)."""
     hdr: Any = ffi.new("struct msrdrv_batch *")
     hdr.abi_version = abi_version
     hdr.flags = flags
-    hdr.reserved = reserved
+    hdr.self_cpu = self_cpu
     hdr.nops = nops
     hdr.ops = ops if isinstance(ops, int) else abi.address(ops)
     return abi.ioctl(fd, abi.IOC_BATCH, hdr), hdr
@@ -225,3 +225,100 @@ def results_dir() -> Path:
     path = Path(os.environ.get("MSRDRV_RESULTS", "/tmp"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# --- evidence from the kernel itself: the msr tracepoints -----------------------
+
+TRACEFS = Path("/sys/kernel/tracing")
+
+
+class MsrTrace:
+    """The kernel's msr:read_msr/write_msr tracepoints for some MSRs: every
+    rdmsr/wrmsr the module issues for them, whoever asked, seen by the kernel."""
+
+    def __init__(self, msrs: list[int]) -> None:
+        if not (TRACEFS / "events").exists():
+            subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], check=True)
+        self.filter = " || ".join(f"msr == {m:#x}" for m in msrs)
+
+    def __enter__(self) -> MsrTrace:
+        (TRACEFS / "tracing_on").write_text("0")
+        (TRACEFS / "trace").write_text("")
+        for ev in ("read_msr", "write_msr"):
+            (TRACEFS / "events/msr" / ev / "filter").write_text(self.filter)
+            (TRACEFS / "events/msr" / ev / "enable").write_text("1")
+        (TRACEFS / "tracing_on").write_text("1")
+        return self
+
+    def mark(self, text: str) -> None:
+        """A line in the trace, in order with the events around it."""
+        (TRACEFS / "trace_marker").write_text(text)
+
+    def events(self) -> list[tuple[str, int, int]]:
+        """(read_msr|write_msr|MARK:text, msr, value) in the order they happened."""
+        out: list[tuple[str, int, int]] = []
+        for line in (TRACEFS / "trace").read_text().splitlines():
+            if line.startswith("#"):
+                continue
+            for ev in ("read_msr: ", "write_msr: "):
+                if ev in line:
+                    msr, _, rest = line.split(ev, 1)[1].partition(", value ")
+                    out.append((ev[:-2], int(msr, 16), int(rest.split()[0], 16)))
+            if "tracing_mark_write: " in line:
+                out.append(("MARK:" + line.split("tracing_mark_write: ", 1)[1].strip(), 0, 0))
+        return out
+
+    def __exit__(self, *exc: object) -> None:
+        (TRACEFS / "tracing_on").write_text("0")
+        for ev in ("read_msr", "write_msr"):
+            (TRACEFS / "events/msr" / ev / "enable").write_text("0")
+            (TRACEFS / "events/msr" / ev / "filter").write_text("0")
+
+
+# --- memory with holes and read-only pages, for EFAULT paths ---------------------
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class Pages:
+    """n anonymous pages at a known address; pages can be made read-only or unmapped."""
+
+    def __init__(self, n: int) -> None:
+        import ctypes
+        import mmap
+
+        self._ct = ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.mmap.restype = ctypes.c_void_p
+        self.libc.mmap.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_long,
+        ]
+        self.libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        self.libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        prot = mmap.PROT_READ | mmap.PROT_WRITE
+        addr = self.libc.mmap(None, n * PAGE, prot, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), "mmap failed"
+        self.addr: int = addr
+        self.n = n
+
+    def page(self, i: int) -> int:
+        return self.addr + i * PAGE
+
+    def cast(self, ctype: str, addr: int) -> Any:
+        return ffi.cast(ctype, addr)
+
+    def read_only(self, i: int) -> None:
+        import mmap
+
+        assert self.libc.mprotect(self.page(i), PAGE, mmap.PROT_READ) == 0
+
+    def unmap(self, i: int) -> None:
+        assert self.libc.munmap(self.page(i), PAGE) == 0
+
+    def close(self) -> None:
+        self.libc.munmap(self.addr, self.n * PAGE)

@@ -29,6 +29,8 @@ from conftest import (
     unload_module,
 )
 
+from msrctl import allowlist
+
 APIC_BASE = 0x1B
 TSC_AUX = 0xC0000103
 PKRS = 0x6E1
@@ -271,8 +273,8 @@ def test_unknown_op_rejects_whole_batch(dev: Device, tsc_aux: dict[int, int]) ->
     [
         ("abi_version", 0, errno.EPROTO),
         ("abi_version", 2, errno.EPROTO),
-        ("flags", 1, errno.EINVAL),
-        ("reserved", 7, errno.EINVAL),
+        ("flags", 2, errno.EINVAL),
+        ("flags", 0x80000000, errno.EINVAL),
     ],
 )
 def test_bad_header_rejected(dev: Device, field: str, value: int, want: int) -> None:
@@ -281,6 +283,12 @@ def test_bad_header_rejected(dev: Device, field: str, value: int, want: int) -> 
     rc, _ = raw_batch(dev.fd, ops, 1, **kwargs)
     assert rc == -want
     assert ops[0].err == 12345
+
+
+def test_self_cpu_is_output_only(dev: Device) -> None:
+    ops = ops_array((abi.OP_READ, abi.CPU_SELF, APIC_BASE))
+    rc, hdr = raw_batch(dev.fd, ops, 1, self_cpu=7)  # whatever the caller leaves there
+    assert rc == 0 and hdr.self_cpu < 2 and ops[0].cpu == abi.CPU_SELF
 
 
 def test_bad_op_flags_rejected(dev: Device) -> None:
@@ -340,10 +348,12 @@ print("ops", b.err(0), hex(b.value(0)), errno.errorcode.get(b.err(1), b.err(1)),
 """
 
 
-def test_group_member_reads_but_cannot_write(dev: Device, tsc_aux: dict[int, int]) -> None:
+def test_group_member_without_a_list_gets_nothing(dev: Device, tsc_aux: dict[int, int]) -> None:
+    allowlist.clear(dev.fd)
     r = run_as("msruser", UNPRIVILEGED)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["ops", "0", "0xfee00900", "EPERM", hex(tsc_aux[0])]
+    # deny by default: each op refused, values untouched (0 as the caller left them)
+    assert r.stdout.split() == ["ops", "13", "0x0", "EACCES", "0x0"]
     assert read_on(dev, TSC_AUX, 0) == tsc_aux[0]
 
 
