@@ -10,7 +10,7 @@ RESULTS := results
 # The guest kernel: the newest one installed with headers (linux-image-amd64).
 KVER    ?= $(shell ls -d /lib/modules/*/build 2>/dev/null | cut -d/ -f4 | sort -V | tail -1)
 
-.PHONY: all bootstrap module demo test test-host test-guest lint bench clean
+.PHONY: all bootstrap module demo test test-host test-guest lint bench bench-irqoff clean
 
 all: module
 
@@ -33,6 +33,11 @@ bench: module
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq msr-tools >/dev/null || true
 	@$(PY) -c "import matplotlib" 2>/dev/null || .venv/bin/pip install -q matplotlib || true
 	$(PY) bench/run.py
+
+# The longest stall one batch causes on its target CPU, this tree against the
+# module before interrupts-off sections (bench/irqoff.py; emulated figures).
+bench-irqoff: module
+	$(PY) bench/irqoff.py
 
 test-host: bootstrap
 	@mkdir -p $(RESULTS)

@@ -58,8 +58,8 @@ static const struct msrdrv_msr_range {
 	u32 first, last;
 } msrdrv_protected[] = {
 	{ 0x00000011, 0x00000012 },	/* KVM pvclock (old numbers): GPAs */
-	{ 0x00000040, 0x0000004f },	/* LBR FROM_IP (Core, Atom) */
-	{ 0x00000060, 0x0000006f },	/* LBR TO_IP (Core, Atom) */
+	{ 0x00000040, 0x00000047 },	/* LBR FROM_IP (Core, Atom) */
+	{ 0x00000060, 0x00000067 },	/* LBR TO_IP (Core, Atom) */
 	{ 0x0000009e, 0x0000009e },	/* IA32_SMBASE */
 	{ 0x00000174, 0x00000176 },	/* IA32_SYSENTER_CS/ESP/EIP */
 	{ 0x000001cc, 0x000001d4 },	/* IA32_FRED_RSP0-3, STKLVLS, SSP1-3, CONFIG */

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * How long can one msrdrv batch keep a target CPU from running its own
+ * task?  A spinner pinned to the target CPU reads CLOCK_MONOTONIC in a tight
+ * loop and keeps the longest gap it saw; another process, pinned elsewhere,
+ * sends batches of N reads to the target CPU.  The longest gap is the
+ * longest interrupts-off section plus IPI entry and exit; a run without
+ * batches gives the machine's own noise.  Prints one JSON object.
+ *
+ *   irqoff TARGET_CPU SECONDS N [N...]   (N = 0: no batches, the baseline)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "msrdrv.h"
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void pin(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set)) {
+		perror("sched_setaffinity");
+		exit(1);
+	}
+}
+
+/* The spinner's longest gap, in ns, in memory shared with the parent. */
+static long long spin(const int *stop)
+{
+	long long last = now_ns(), t, gap = 0;
+
+	while (!__atomic_load_n(stop, __ATOMIC_RELAXED)) {
+		t = now_ns();
+		if (t - last > gap)
+			gap = t - last;
+		last = t;
+	}
+	return gap;
+}
+
+struct shared {
+	int stop;
+	long long gap;
+};
+
+static long long measure(int fd, int target, int other, double secs,
+			 unsigned int n, long *batches)
+{
+	struct shared *sh;
+	struct msrdrv_op *ops = NULL;
+	struct msrdrv_batch b;
+	long long end;
+	unsigned int i;
+	pid_t pid;
+
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED)
+		exit(1);
+	sh->stop = 0;
+	pid = fork();
+	if (pid == 0) {
+		pin(target);
+		sh->gap = spin(&sh->stop);
+		_exit(0);
+	}
+	pin(other);
+	if (n) {
+		ops = calloc(n, sizeof(*ops));
+		for (i = 0; i < n; i++) {
+			ops[i].op = MSRDRV_OP_READ;
+			ops[i].cpu = target;
+			ops[i].msr = 0x10;
+		}
+	}
+	memset(&b, 0, sizeof(b));
+	b.abi_version = MSRDRV_ABI_VERSION;
+	b.nops = n;
+	b.ops = (unsigned long)ops;
+	usleep(100000);
+	*batches = 0;
+	end = now_ns() + (long long)(secs * 1e9);
+	while (now_ns() < end) {
+		if (n) {
+			if (ioctl(fd, MSRDRV_IOC_BATCH, &b)) {
+				fprintf(stderr, "batch of %u: %s\n", n, strerror(errno));
+				exit(1);
+			}
+			(*batches)++;
+		} else {
+			usleep(1000);
+		}
+	}
+	__atomic_store_n(&sh->stop, 1, __ATOMIC_RELAXED);
+	waitpid(pid, NULL, 0);
+	free(ops);
+	return sh->gap;
+}
+
+int main(int argc, char **argv)
+{
+	int fd, target, i;
+	double secs;
+	long batches;
+	long long gap;
+
+	if (argc < 4) {
+		fprintf(stderr, "usage: %s TARGET_CPU SECONDS N [N...]\n", argv[0]);
+		return 2;
+	}
+	target = atoi(argv[1]);
+	secs = atof(argv[2]);
+	fd = open(MSRDRV_DEVICE, O_RDWR);
+	if (fd < 0) {
+		perror(MSRDRV_DEVICE);
+		return 1;
+	}
+	printf("{\"target_cpu\": %d, \"seconds\": %g, \"runs\": [", target, secs);
+	for (i = 3; i < argc; i++) {
+		gap = measure(fd, target, target ? 0 : 1, secs, atoi(argv[i]), &batches);
+		printf("%s{\"ops\": %s, \"batches\": %ld, \"max_gap_ns\": %lld}",
+		       i > 3 ? ", " : "", argv[i], batches, gap);
+		fflush(stdout);
+	}
+	printf("]}\n");
+	return 0;
+}
