@@ -1,24 +1,27 @@
 """`msrctl allowlist`: show, load, clear and render the msrdrv allowlist."""
 
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
-from .errors import UsageError
+from .errors import LOAD_TELEMETRY, UsageError
 
 app = typer.Typer(
-    help="The allowlist: which MSRs members of group msr (no CAP_SYS_RAWIO) may read, and which bits they may write.",
+    help="The allowlist: which MSRs members of group msr (no CAP_SYS_RAWIO) may read, and which bits they may write. "
+    "With no list loaded they may read and write nothing.",
     no_args_is_help=True,
 )
 
+_PROFILE_HELP = "A shipped profile (see `msrctl allowlist profiles`); repeat to merge several."
 
-def _open(ctx: typer.Context) -> Any:
+
+def _open(ctx: typer.Context, write: Optional[bool] = None) -> Any:
     from . import diagnose
     from .device import Device, DeviceError
 
     path = str(ctx.find_root().obj)
     try:
-        return Device(path)
+        return Device(path, write)
     except DeviceError as e:
         raise diagnose.open_error(path, e.errno) from None
 
@@ -36,12 +39,22 @@ def _source_text(source: str) -> "tuple[str, str]":
     try:
         with open(source, encoding="utf-8") as f:
             return f.read(), source
-    except OSError as e:
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise UsageError(
             f"cannot read {source}",
-            e.strerror or str(e),
+            why,
             f"give an allowlist file, - for stdin, or a profile ({', '.join(allowlist.profiles())})",
         ) from None
+
+
+def _profile_names(names: list[str]) -> list[str]:
+    from . import allowlist
+
+    for name in names:
+        if name not in allowlist.profiles():
+            raise allowlist._unknown_profile(name)
+    return names
 
 
 @app.command()
@@ -52,7 +65,7 @@ def show(
     """Print the allowlist in force (in the format `load` takes)."""
     from . import allowlist
 
-    with _open(ctx) as dev:
+    with _open(ctx, write=False) as dev:
         entries = allowlist.current(dev.fd)
     if as_json:
         import json
@@ -61,7 +74,7 @@ def show(
             json.dumps([{"msr": f"{e.msr:#x}", "read": e.read, "write_mask": f"{e.write_mask:#x}"} for e in entries])
         )
     elif not entries:
-        typer.echo("# no allowlist loaded: group msr may read every MSR (unless read_without_allowlist=N), write none")
+        typer.echo(f"# no allowlist loaded: group msr may read and write nothing; an admin runs: {LOAD_TELEMETRY}")
     else:
         typer.echo(allowlist.format_entries(entries), nl=False)
 
@@ -69,20 +82,31 @@ def show(
 @app.command()
 def load(
     ctx: typer.Context,
-    source: str = typer.Argument(..., metavar="FILE|PROFILE|-", help="An allowlist file, - for stdin, or a profile."),
+    source: Optional[str] = typer.Argument(
+        None, metavar="[FILE|PROFILE|-]", help="An allowlist file, - for stdin, or a profile."
+    ),
+    profile: list[str] = typer.Option([], "--profile", "-P", metavar="NAME", help=_PROFILE_HELP),  # noqa: B008 (typer idiom)
 ) -> None:
-    """Replace the allowlist (atomically) with a file's or a profile's; needs root."""
+    """Replace the allowlist with a file's and/or profiles' entries (merged); needs root.
+
+    When it returns, no op checked against the old list is still running.
+    """
     from . import allowlist
 
-    text, name = _source_text(source)
-    entries = allowlist.parse(text, name)
+    sources = [_source_text(source)] if source is not None else []
+    sources += [(allowlist.render_profile(p), f"profile {p}") for p in dict.fromkeys(_profile_names(profile))]
+    if not sources:
+        raise UsageError("nothing to load", "give a file, - for stdin, or --profile NAME", f"e.g. {LOAD_TELEMETRY}")
+    entries = allowlist.merge(allowlist.parse(text, name) for text, name in sources)
+    names = " + ".join(name for _, name in sources)
     if not entries:
         raise UsageError(
-            f"{name}: no entries", "it holds only comments", "use `msrctl allowlist clear` to remove the list"
+            f"{names}: no entries", "it holds only comments", "use `msrctl allowlist clear` to remove the list"
         )
+    entries = allowlist.validate(entries, names)
     with _open(ctx) as dev:
         allowlist.load(dev.fd, entries)
-    typer.echo(f"allowlist loaded: {len(entries)} entries from {name}")
+    typer.echo(f"allowlist loaded: {len(entries)} entries from {names}")
 
 
 @app.command()
@@ -97,18 +121,24 @@ def clear(ctx: typer.Context) -> None:
 
 @app.command()
 def render(
-    profile: str = typer.Argument(..., help="Profile name: see `msrctl allowlist profiles`."),
+    names: Optional[list[str]] = typer.Argument(None, metavar="[PROFILE]...", help="Profile names."),  # noqa: B008 (typer idiom)
+    profile: list[str] = typer.Option([], "--profile", "-P", metavar="NAME", help=_PROFILE_HELP),  # noqa: B008 (typer idiom)
     vendor: str = typer.Option("both", "--vendor", help="intel, amd or both."),
     gp_counters: int = typer.Option(8, "--gp-counters", min=1, max=32, help="perfmon: general counters."),
     fixed_counters: int = typer.Option(3, "--fixed-counters", min=0, max=16, help="perfmon: fixed counters."),
     output: str = typer.Option("-", "-o", "--output", metavar="FILE", help="Write here instead of stdout."),
 ) -> None:
-    """Print a shipped profile as an allowlist file (jinja2 template)."""
+    """Print shipped profiles as one allowlist file (several are merged, each MSR once)."""
     from . import allowlist
 
+    chosen = _profile_names([*(names or []), *profile])
+    if not chosen:
+        raise UsageError(
+            "no profile given", f"the profiles are {', '.join(allowlist.profiles())}", "name one or more of them"
+        )
     if vendor not in ("intel", "amd", "both"):
         raise UsageError(f"unknown vendor '{vendor}'", "it is intel, amd or both", "")
-    text = allowlist.render_profile(profile, vendor=vendor, gp_counters=gp_counters, fixed_counters=fixed_counters)
+    text = allowlist.render_profiles(chosen, vendor=vendor, gp_counters=gp_counters, fixed_counters=fixed_counters)
     from .textout import emit
 
     emit(text, output)

@@ -33,7 +33,8 @@ EXIT_CODES: dict[int, str] = {
 
 # What a group member asks an admin for when no allowlist is loaded: one
 # source for the library's, the CLI's and `msrctl status`'s advice.
-LOAD_TELEMETRY = "sudo msrctl allowlist load --profile telemetry"
+LOAD_PROFILE = "sudo msrctl allowlist load --profile "
+LOAD_TELEMETRY = LOAD_PROFILE + "telemetry"
 ASK_FOR_LIST = f"ask an admin to run: {LOAD_TELEMETRY}"
 
 

@@ -88,6 +88,45 @@ def test_usage_errors(env: dict[str, str], args: list[str], message: str) -> Non
     assert res.stdout == ""
 
 
+def test_allowlist_refuses_protected_msrs_before_the_device(env: dict[str, str], tmp_path: Path) -> None:
+    site = tmp_path / "allowlist.txt"
+    site.write_text("0x10 0x0\n# syscall entry\nIA32_LSTAR 0x0\n")
+    res = msrctl(env, "allowlist", "load", str(site), "--profile", "telemetry")
+    assert res.returncode == errors.USAGE
+    assert one_error(res) == (
+        f"{site}:3: MSR 0xc0000082 (IA32_LSTAR) holds kernel addresses (STAR, LSTAR, CSTAR): "
+        "msrdrv never lets group members read or write it; remove the line (root reaches it without a list)"
+    )
+    res = msrctl(env, "allowlist", "load", "-", stdin="0xc0000100 0x0\n")
+    assert res.returncode == 64 and one_error(res).startswith("<stdin>:1: MSR 0xc0000100 (IA32_FS_BASE) holds")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["allowlist", "load"], "nothing to load: give a file, - for stdin, or --profile NAME; "),
+        (["allowlist", "load", "--profile", "bogus"], "unknown allowlist profile 'bogus': the profiles are energy,"),
+        (["allowlist", "render"], "no profile given: the profiles are energy, perfmon, telemetry"),
+        (["allowlist", "render", "telemetry", "--vendor", "via"], "unknown vendor 'via'"),
+    ],
+)
+def test_allowlist_usage_errors(env: dict[str, str], args: list[str], message: str) -> None:
+    res = msrctl(env, *args)
+    assert res.returncode == errors.USAGE
+    assert one_error(res).startswith(message)
+
+
+def test_allowlist_render_merges_profiles(env: dict[str, str]) -> None:
+    res = msrctl(env, "allowlist", "render", "--profile", "telemetry", "--profile", "energy", "--vendor", "intel")
+    assert res.returncode == 0, res.stderr
+    msrs = [line.split()[0] for line in res.stdout.splitlines() if not line.startswith("#")]
+    assert len(msrs) == len(set(msrs)) and {"0x00000606", "0x00000611", "0x00000010"} <= set(msrs)
+    single = msrctl(env, "allowlist", "render", "telemetry")
+    assert single.stdout.startswith('# msrdrv allowlist profile "telemetry"')
+    assert "0x00000611" not in single.stdout
+    assert msrctl(env, "allowlist", "profiles").stdout.split() == ["energy", "perfmon", "telemetry"]
+
+
 def test_batch_errors_name_the_line(env: dict[str, str], tmp_path: Path) -> None:
     ops = tmp_path / "ops.txt"
     ops.write_text("read 0x10\n# fine\nread APIC_BAS cpu 0\n")
