@@ -18,7 +18,7 @@ import typer
 from . import errors
 from ._version import __version__
 from .errors import MsrctlError, UsageError
-from .ops import Op, Result
+from .ops import Op, Refusals, Result
 from .output import Format, format_value, msr_label, record
 from .parse import is_number, parse_bitfield, parse_cpus, parse_msr, parse_value
 from .system import DEFAULT_DEVICE
@@ -85,13 +85,13 @@ def _name(msr: int) -> Optional[str]:
     return name_of(msr)
 
 
-def _run(ctx: typer.Context, ops: list[Op]) -> "tuple[list[Result], Optional[str]]":
+def _run(ctx: typer.Context, ops: list[Op]) -> "tuple[list[Result], Refusals]":
     from .ops import execute
 
     return execute(str(ctx.obj), ops)
 
 
-def _failures(results: list[Result], reason: Optional[str]) -> list[MsrctlError]:
+def _failures(results: list[Result], reason: Refusals) -> list[MsrctlError]:
     from .ops import failure
     from .system import online_cpus
 

@@ -52,6 +52,14 @@ def stat(
     if kernel:
         events = [replace(e, kernel=True) for e in events]
     with _open(ctx) as dev, warnings.catch_warnings(record=True) as caught:
+        if any(e.kernel for e in events) and not dev.info().rawio:
+            # The kernel would silently drop the OS bit from the event selects: refuse instead.
+            raise MsrctlError(
+                "cannot count kernel mode",
+                "group members may count user mode only (no allowlist grants the OS bit)",
+                "leave out --kernel and :os, or run it as root",
+                errors.PERMISSION,
+            )
         warnings.simplefilter("always")
         try:
             region = Region(dev, events, cpu=cpu, pmu=pmu, force=force)

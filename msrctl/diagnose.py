@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import errors, system
-from .errors import MsrctlError
+from .errors import ASK_FOR_LIST, LOAD_PROFILE, MsrctlError
+
+if TYPE_CHECKING:  # the allowlist module loads cffi: only for the type here
+    from .allowlist import Entry
 
 JOIN_GROUP = f"join the group: sudo usermod -aG {system.GROUP} $USER, then log in again"
 
@@ -28,7 +33,7 @@ def permission_fix(node: system.Node, user: system.User) -> tuple[str, str]:
     if user.group_member:
         return (
             f"permission denied although you are in group {system.GROUP} (node {owner})",
-            "make the node group read-write (mode 0660, see the udev rule) or run as root",
+            "make the node group-readable, mode 0640 (read-only) or 0660 (see the udev rule), or run as root",
         )
     if user.group_listed:
         return (
@@ -76,8 +81,11 @@ def op_error(
     value: int = 0,
     online: list[int] | None = None,
     writes_reason: str | None = None,
+    mask: int | None = None,
+    entries: Sequence[Entry] | None = None,
 ) -> MsrctlError:
-    """One failed op: kind is read/write/rdtsc; writes_reason explains an EPERM write."""
+    """One failed op: kind is read/write/rdtsc; writes_reason explains an EPERM write, mask is a
+    write's, entries the allowlist in force (None if unknown) to explain an EACCES."""
     if err == errno.ENXIO:
         cpus = online if online is not None else system.online_cpus()
         return MsrctlError(
@@ -101,21 +109,83 @@ def op_error(
             "check the register number for this CPU model",
             errors.IO_ERROR,
         )
+    if err == errno.EBADF:
+        return MsrctlError(
+            f"write to {target} on CPU {cpu} refused",
+            f"{system.DEFAULT_DEVICE} was opened read-only (the node gives this user read access only)",
+            "ask an admin for a group read-write node (MODE 0660 in the udev rule), or run as root",
+            errors.PERMISSION,
+        )
+    if err == errno.EPERM and kind == "rdtsc":
+        return MsrctlError(
+            f"RDTSC on CPU {cpu} refused",
+            "this process disabled the TSC (prctl PR_SET_TSC, PR_TSC_SIGSEGV)",
+            "run msrctl from a process that allows RDTSC",
+            errors.PERMISSION,
+        )
     if err == errno.EPERM:
         why, fix = writes_reason_text(writes_reason)
         return MsrctlError(f"write to {target} on CPU {cpu} refused", why, fix, errors.PERMISSION)
     if err == errno.EACCES:
-        return MsrctlError(
-            f"{kind} of {target} on CPU {cpu} refused",
-            "the msrdrv allowlist does not permit it",
-            "run as root (CAP_SYS_RAWIO) or ask the admin to allow this MSR",
-            errors.PERMISSION,
-        )
+        why, fix = access_denied(kind, msr, name, ~0 if mask is None else mask, entries)
+        return MsrctlError(f"{kind} of {target} on CPU {cpu} refused", why, fix, errors.PERMISSION)
     return MsrctlError(f"{kind} of {target} on CPU {cpu} failed", os.strerror(err), "see `msrctl status`")
 
 
+def access_denied(kind: str, msr: int, name: str | None, mask: int, entries: Sequence[Entry] | None) -> tuple[str, str]:
+    """Why the allowlist refused a read or write of msr, and exactly what to ask an admin for."""
+    from . import protected
+
+    refused = protected.explain(msr, name)
+    if refused:
+        return f"{refused}; msrdrv never lets group members read or write it", "run it as root (CAP_SYS_RAWIO)"
+    mask &= (1 << 64) - 1
+    line = f"{msr:#x} 0x0" if kind == "read" else f"{msr:#x} {mask:#x}"
+    if entries is None:
+        return "not permitted by the msrdrv allowlist (none loaded, or it does not list this MSR for this access)", (
+            ASK_FOR_LIST
+        )
+    if not entries:
+        why = f"no msrdrv allowlist is loaded, and without one group {system.GROUP} may read and write nothing"
+        profile = _profile_granting(kind, msr, mask)
+        if profile:
+            return why, f"ask an admin to run: {LOAD_PROFILE}{profile}"
+        return why, f"ask an admin to load an allowlist with the line '{line}' (no shipped profile lists it)"
+    entry = next((e for e in entries if e.msr == msr), None)
+    if entry is None:
+        return "the msrdrv allowlist in force does not list it", (
+            f"ask an admin to add the line '{line}' to it (`msrctl allowlist show` prints it)"
+        )
+    if kind == "read" and not entry.read:
+        return "the msrdrv allowlist lets group members write it but not read it (write-only)", (
+            "ask an admin to make it readable (drop 'write-only' from its line), or run as root"
+        )
+    if kind == "write" and not entry.write_mask:
+        return "the msrdrv allowlist lets group members read it but not write it (write mask 0)", (
+            "ask an admin to give its line the bits you need to write, or run as root"
+        )
+    if kind == "write" and not mask & entry.write_mask:
+        return (
+            f"the msrdrv allowlist lets group members write only bits {entry.write_mask:#x} of it, "
+            f"and this write may change none of them (mask {mask:#x})",
+            "write only permitted bits (--mask), or ask an admin to widen its write mask",
+        )
+    return "not permitted by the msrdrv allowlist (it changed meanwhile?)", "see `msrctl allowlist show`"
+
+
+def _profile_granting(kind: str, msr: int, mask: int) -> str | None:
+    """A shipped profile that grants this access (telemetry first): what to ask for."""
+    from . import allowlist
+
+    for name in sorted(allowlist.profiles(), key=lambda p: p != "telemetry"):
+        entries = allowlist.parse(allowlist.render_profile(name), f"profile {name}")
+        entry = next((e for e in entries if e.msr == msr), None)
+        if entry and (entry.read if kind == "read" else bool(entry.write_mask & mask)):
+            return name
+    return None
+
+
 WRITE_REFUSALS = {
-    "rawio": ("writing MSRs needs CAP_SYS_RAWIO", "run it as root (sudo msrctl ...)"),
     "lockdown": ("kernel lockdown forbids MSR writes", "boot without lockdown (Secure Boot enforces it) to write"),
     "disabled": (
         "msrdrv was loaded with allow_writes=0",
@@ -127,5 +197,5 @@ WRITE_REFUSALS = {
 def writes_reason_text(reason: str | None) -> tuple[str, str]:
     return WRITE_REFUSALS.get(
         reason or "",
-        ("writes are refused (no CAP_SYS_RAWIO, lockdown, or allow_writes=0)", "see `msrctl status`"),
+        ("writes are refused (kernel lockdown or allow_writes=0)", "see `msrctl status`"),
     )

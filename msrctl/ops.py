@@ -38,11 +38,16 @@ class Result:
         return self.ran and not self.err
 
 
+@dataclass(frozen=True)
+class Refusals:
+    """What the device said about refused ops, to explain them: why writes got EPERM, and the
+    allowlist in force when an op got EACCES (None: not asked, or not readable)."""
+
+    writes: str | None = None
+    allowlist: tuple[Any, ...] | None = None
+
+
 def _writes_reason(info: Any) -> str | None:
-    if info is None:
-        return None
-    if not info.rawio:
-        return "rawio"
     if info.lockdown:
         return "lockdown"
     if not info.writes_allowed:
@@ -50,8 +55,17 @@ def _writes_reason(info: Any) -> str | None:
     return None
 
 
-def execute(path: str, ops: Sequence[Op]) -> tuple[list[Result], str | None]:
-    """Submit all ops in one batch; returns results and, if a write was refused, why."""
+def _allowlist(fd: int) -> tuple[Any, ...] | None:
+    from . import allowlist
+
+    try:
+        return tuple(allowlist.current(fd))
+    except MsrctlError:
+        return None
+
+
+def execute(path: str, ops: Sequence[Op]) -> tuple[list[Result], Refusals]:
+    """Submit all ops in one batch; returns results and what explains refused ones."""
     from .device import Batch, Device, DeviceError  # cffi only here
 
     try:
@@ -77,20 +91,29 @@ def execute(path: str, ops: Sequence[Op]) -> tuple[list[Result], str | None]:
             raise _batch_error(dev, len(ops), e.errno, str(e)) from None
         done = batch.done
         results = [Result(op, batch.value(i), batch.err(i) if i < done else 0, i < done) for i, op in enumerate(ops)]
-        reason = None
-        if any(r.err == errno.EPERM for r in results):
-            reason = _writes_reason(dev.info())
-    return results, reason
+        errs = {r.err for r in results}
+        reason = _writes_reason(dev.info()) if errno.EPERM in errs else None
+        entries = _allowlist(dev.fd) if errno.EACCES in errs else None
+    return results, Refusals(reason, entries)
 
 
 def _batch_error(dev: Any, n: int, err: int, text: str) -> MsrctlError:
     if err == errno.E2BIG:
-        limit = dev.info().max_ops
+        info = dev.info()
+        if info.rawio:
+            why = "max_ops"
+            fix = "split the batch, or reload with a higher limit: msrctl unload && msrctl load --max-ops N"
+        else:
+            why = "max_ops_user, for openers without CAP_SYS_RAWIO"
+            fix = "split the batch, or run it as root"
         return MsrctlError(
-            f"batch of {n} ops refused",
-            f"msrdrv takes at most {limit} ops per call (max_ops)",
-            "split the batch, or reload with a higher limit: msrctl unload && msrctl load --max-ops N",
-            errors.USAGE,
+            f"batch of {n} ops refused", f"msrdrv takes at most {info.max_ops} ops per call ({why})", fix, errors.USAGE
+        )
+    if err == errno.ENOTTY:
+        return MsrctlError(
+            "batch refused",
+            "msrdrv does not know msrctl's batch ioctl: it is another version (older msrdrv used ioctl magic 0xb7)",
+            "install matching versions of msrdrv-dkms and msrctl (see `msrctl status`)",
         )
     if err == errno.EPROTO:
         return MsrctlError(
@@ -101,7 +124,12 @@ def _batch_error(dev: Any, n: int, err: int, text: str) -> MsrctlError:
     return MsrctlError("batch refused", text, "see `msrctl status`")
 
 
-def failure(result: Result, name: str | None, reason: str | None, online: list[int] | None = None) -> MsrctlError:
+def failure(
+    result: Result, name: str | None, refusals: Refusals | None = None, online: list[int] | None = None
+) -> MsrctlError:
     """The explained error of one failed op."""
     op = result.op
-    return diagnose.op_error(op.kind, op.cpu, op.msr, name, result.err, op.value, online, reason)
+    why = refusals or Refusals()
+    return diagnose.op_error(
+        op.kind, op.cpu, op.msr, name, result.err, op.value, online, why.writes, op.mask, why.allowlist
+    )

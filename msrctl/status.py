@@ -7,32 +7,73 @@ import os
 from typing import Any
 
 from . import diagnose, errors, system
+from .errors import ASK_FOR_LIST, LOAD_TELEMETRY, MsrctlError
 
-FEATURES = ("masked_write", "multi_cpu", "legacy_cmds", "allowlist")
+# msrdrv_info.features, bit by bit (MSRDRV_FEAT_*).
+FEATURES = ("masked_write", "multi_cpu", "legacy_cmds", "allowlist", "snapshot", "protected")
 
 
-def _abi(device: str) -> dict[str, Any] | str:
-    """INFO ioctl results, or why they could not be had."""
+def _abi(device: str) -> dict[str, Any] | MsrctlError:
+    """INFO ioctl results for this user's open file, or why they could not be had."""
     from . import abi
     from .device import Device, DeviceError
 
     try:
         with Device(device) as dev:
             info = dev.info()
+            writable = dev.writable
     except DeviceError as e:
-        return str(e)
+        if e.errno == errno.ENOTTY:
+            return MsrctlError(
+                "msrdrv does not answer msrctl's INFO ioctl",
+                f"it is another version (msrctl uses ioctl magic {abi.IOC_MAGIC:#x}; older msrdrv used 0xb7)",
+                "install matching versions of msrdrv-dkms and msrctl, then: sudo msrctl unload && sudo msrctl load",
+            )
+        return MsrctlError(f"INFO ioctl failed: {e}", "", "reload msrdrv; see dmesg")
     return {
         "version": info.abi_version,
         "expected": abi.ABI_VERSION,
         "module_version": info.version,
-        "max_ops": info.max_ops,
+        "max_ops": info.max_ops,  # per open file: lower for openers without CAP_SYS_RAWIO
+        "section_ops": info.section_ops,
         "nr_cpu_ids": info.nr_cpu_ids,
         "features": [name for bit, name in enumerate(FEATURES) if info.features >> bit & 1],
         "rawio": info.rawio,
+        "admin": info.admin,
+        "writable": writable,
         "writes_allowed": info.writes_allowed,
         "lockdown": info.lockdown,
         "allowlist_entries": info.allowlist_entries,
     }
+
+
+def _access(abi_info: dict[str, Any], user: system.User, problems: list[dict[str, Any]], notes: list[str]) -> None:
+    """What this user may do through the open file, and what to ask for when it is nothing."""
+    entries = abi_info["allowlist_entries"]
+    if abi_info["lockdown"]:
+        notes.append("kernel lockdown forbids MSR writes (reads work)")
+    elif not abi_info["writes_allowed"]:
+        notes.append("writes are disabled (allow_writes=0)")
+    if not abi_info["writable"]:
+        notes.append(
+            f"{user.name} may open the node read-only (mode 0640 for the group): "
+            "every write fails (EBADF), reads follow the allowlist"
+        )
+    if abi_info["rawio"]:
+        if not entries:
+            notes.append(
+                f"no allowlist loaded: group {system.GROUP} may read and write nothing; load one: {LOAD_TELEMETRY}"
+            )
+        return
+    if not entries:
+        _problem(
+            problems,
+            errors.PERMISSION,
+            f"no allowlist is loaded, so {user.name} (no CAP_SYS_RAWIO) may read and write no MSR",
+            ASK_FOR_LIST,
+        )
+    else:
+        notes.append(f"{user.name} may access what the allowlist's {entries} entries permit (`msrctl allowlist show`)")
 
 
 def _pmu() -> dict[str, Any]:
@@ -62,7 +103,7 @@ def report(device: str) -> dict[str, Any]:
     }
     node = system.node(device)
     user = system.user()
-    open_err = system.try_open(device) if node.exists else errno.ENOENT
+    open_err, writable = system.try_open(device) if node.exists else (errno.ENOENT, False)
     rep: dict[str, Any] = {
         "kernel": system.kernel_release(),
         "module": module,
@@ -81,6 +122,7 @@ def report(device: str) -> dict[str, Any]:
             "in_group": user.group_member,
             "listed_in_group": user.group_listed,
             "can_open": open_err == 0,
+            "can_write": writable,
             "open_error": os.strerror(open_err) if open_err else None,
         },
         "abi": None,
@@ -105,8 +147,9 @@ def report(device: str) -> dict[str, Any]:
         _problem(problems, err.code, f"{user.name} cannot open {device}: {err.why}", err.fix)
     if open_err == 0:
         abi_info = _abi(device)
-        if isinstance(abi_info, str):
-            _problem(problems, errors.FAILURE, f"INFO ioctl failed: {abi_info}", "reload msrdrv; see dmesg")
+        if isinstance(abi_info, MsrctlError):
+            what = f"{abi_info.what}: {abi_info.why}" if abi_info.why else abi_info.what
+            _problem(problems, errors.FAILURE, what, abi_info.fix)
         else:
             rep["abi"] = abi_info
             if abi_info["version"] != abi_info["expected"]:
@@ -116,12 +159,7 @@ def report(device: str) -> dict[str, Any]:
                     f"msrdrv speaks ABI {abi_info['version']}, msrctl expects {abi_info['expected']}",
                     "install matching versions of msrdrv-dkms and msrctl",
                 )
-            if abi_info["lockdown"]:
-                notes.append("kernel lockdown forbids MSR writes (reads work)")
-            elif not abi_info["rawio"]:
-                notes.append("reads only: writing MSRs needs CAP_SYS_RAWIO (run as root)")
-            elif not abi_info["writes_allowed"]:
-                notes.append("writes are disabled (allow_writes=0)")
+            _access(abi_info, user, problems, notes)
     if rep["dkms"] is None:
         notes.append("dkms is not installed: the module will not be rebuilt for new kernels")
     elif not rep["dkms"]:

@@ -6,6 +6,7 @@ so that tests can point them at a fake tree.
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
@@ -218,11 +219,16 @@ def user() -> User:
     return User(name, uid, groups, True, g.gr_gid in gids, name in g.gr_mem or primary)
 
 
-def try_open(path: str) -> int:
-    """0 if path opens read-write, else the errno."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except OSError as e:
-        return e.errno or 1
-    os.close(fd)
-    return 0
+def try_open(path: str) -> tuple[int, bool]:
+    """(0, read-write?) if path opens as msrctl.device.Device opens it (read-write, else
+    read-only when the node refuses writing), else (errno, False)."""
+    for flags in (os.O_RDWR, os.O_RDONLY):
+        try:
+            fd = os.open(path, flags | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno == errno.EACCES and flags == os.O_RDWR:
+                continue
+            return e.errno or 1, False
+        os.close(fd)
+        return 0, flags == os.O_RDWR
+    return errno.EACCES, False  # not reached: the loop returns

@@ -38,16 +38,20 @@ def report(**over: object) -> dict:
             "owner": "root",
             "group": "msr",
         },
-        "user": {"name": "root", "groups": ["root"], "can_open": True, "open_error": None},
+        "user": {"name": "root", "groups": ["root"], "can_open": True, "can_write": True, "open_error": None},
         "abi": {
             "version": 1,
             "expected": 1,
             "max_ops": 4096,
+            "section_ops": 64,
             "nr_cpu_ids": 2,
-            "features": ["masked_write", "multi_cpu"],
+            "features": ["masked_write", "multi_cpu", "snapshot", "protected"],
             "rawio": True,
+            "admin": True,
+            "writable": True,
             "writes_allowed": True,
             "lockdown": False,
+            "allowlist_entries": 0,
         },
         "lockdown": "none",
         "dkms": "msrdrv/0.1.0, 6.1.0-56-amd64, x86_64: installed",
@@ -63,8 +67,11 @@ def test_status_ready() -> None:
     text = render.status_text(report())
     assert "module:    msrdrv 0.1.0 loaded, 0 user(s) (max_ops=4096)\n" in text
     assert "device:    /dev/msrdrv root:msr 0660\n" in text
-    assert "access:    root can open it; groups: root\n" in text
-    assert "abi:       version 1 (msrctl expects 1), max_ops 4096, 2 CPU ids\n" in text
+    assert "access:    root can open it read-write; groups: root\n" in text
+    assert "abi:       version 1 (msrctl expects 1), 2 CPU ids\n" in text
+    assert "limits:    max_ops 4096 per batch for root, section_ops 64 per interrupts-off section\n" in text
+    assert "features:  masked_write, multi_cpu, snapshot, protected\n" in text
+    assert "allowlist: none loaded (binds group members; root has CAP_SYS_RAWIO)\n" in text
     assert "writes:    allowed\n" in text
     assert "dkms:      msrdrv/0.1.0, 6.1.0-56-amd64, x86_64: installed\n" in text
     assert "pmu:       INTEL PMU v4: 4 general counters (48 bits), 3 fixed (48 bits)\n" in text
@@ -106,3 +113,22 @@ def test_status_optional_parts() -> None:
     text = render.status_text(rep)
     assert "module:    msrdrv 0.1.0 loaded, 0 user(s)\n" in text
     assert "root:msr 0660 (not a character device!)\n" in text
+
+
+def member(entries: int, writable: bool = True) -> dict:
+    rep = report()
+    rep["user"] = {"name": "ann", "groups": ["ann", "msr"], "can_open": True, "can_write": writable, "open_error": None}
+    rep["abi"].update(max_ops=1024, rawio=False, admin=False, writable=writable, allowlist_entries=entries)
+    return rep
+
+
+def test_status_group_member() -> None:
+    text = render.status_text(member(0))
+    assert "access:    ann can open it read-write; groups: ann,msr\n" in text
+    assert "limits:    max_ops 1024 per batch for ann," in text
+    assert "allowlist: none loaded: ann may read and write nothing\n" in text
+    assert "writes:    only the bits the allowlist's write masks permit\n" in text
+    text = render.status_text(member(10, writable=False))
+    assert "access:    ann can open it read-only; groups: ann,msr\n" in text
+    assert "allowlist: 10 entries: ann may access what they permit\n" in text
+    assert "writes:    refused: the node is open read-only (EBADF)\n" in text
