@@ -401,7 +401,9 @@ class Generated(str, Enum):
 def generate(
     what: Generated = typer.Argument(..., help="udev-rule (60-msrdrv.rules) or modprobe (msrdrv.conf)."),  # noqa: B008 (typer idiom)
     group: str = typer.Option("msr", "--group", help="udev rule: group owning /dev/msrdrv."),
-    mode: str = typer.Option("0660", "--mode", help="udev rule: node mode."),
+    mode: str = typer.Option(
+        "0660", "--mode", help="udev rule: node mode; 0640 makes the group read-only (no writes)."
+    ),
     max_ops: Optional[int] = typer.Option(None, "--max-ops", min=1, max=65536, help="modprobe: max_ops."),
     allow_writes: Optional[bool] = typer.Option(
         None, "--allow-writes/--no-allow-writes", help="modprobe: allow_writes."
