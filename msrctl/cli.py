@@ -405,6 +405,12 @@ def generate(
         "0660", "--mode", help="udev rule: node mode; 0640 makes the group read-only (no writes)."
     ),
     max_ops: Optional[int] = typer.Option(None, "--max-ops", min=1, max=65536, help="modprobe: max_ops."),
+    max_ops_user: Optional[int] = typer.Option(
+        None, "--max-ops-user", min=1, max=65536, help="modprobe: max_ops_user (openers without CAP_SYS_RAWIO)."
+    ),
+    section_ops: Optional[int] = typer.Option(
+        None, "--section-ops", min=1, max=4096, help="modprobe: section_ops (ops per interrupts-off section)."
+    ),
     allow_writes: Optional[bool] = typer.Option(
         None, "--allow-writes/--no-allow-writes", help="modprobe: allow_writes."
     ),
@@ -418,7 +424,7 @@ def generate(
             raise UsageError(f"malformed mode '{mode}'", "expected four octal digits", "write it like 0660")
         text = render.udev_rule(group, mode)
     else:
-        text = render.modprobe_conf(max_ops, allow_writes)
+        text = render.modprobe_conf(max_ops, allow_writes, max_ops_user, section_ops)
     from .textout import emit
 
     emit(text, output)

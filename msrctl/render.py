@@ -32,10 +32,19 @@ def udev_rule(group: str = "msr", mode: str = "0660") -> str:
     return render("udev.rules.j2", group=group, mode=mode, rule_file=UDEV_RULE_FILE)
 
 
-def modprobe_conf(max_ops: int | None = None, allow_writes: bool | None = None) -> str:
+def modprobe_conf(
+    max_ops: int | None = None,
+    allow_writes: bool | None = None,
+    max_ops_user: int | None = None,
+    section_ops: int | None = None,
+) -> str:
     options = []
     if max_ops is not None:
         options.append(f"max_ops={max_ops}")
+    if max_ops_user is not None:
+        options.append(f"max_ops_user={max_ops_user}")
+    if section_ops is not None:
+        options.append(f"section_ops={section_ops}")
     if allow_writes is not None:
         options.append(f"allow_writes={int(allow_writes)}")
     return render("modprobe.conf.j2", options=options)

@@ -219,6 +219,8 @@ def test_registers(env: dict[str, str]) -> None:
 def test_generate(env: dict[str, str], tmp_path: Path) -> None:
     res = msrctl(env, "generate", "modprobe", "--max-ops", "100", "--no-allow-writes")
     assert "options msrdrv max_ops=100 allow_writes=0\n" in res.stdout
+    res = msrctl(env, "generate", "modprobe", "--max-ops-user", "64", "--section-ops", "16")
+    assert "options msrdrv max_ops_user=64 section_ops=16\n" in res.stdout
     out = tmp_path / "rule"
     assert msrctl(env, "generate", "udev-rule", "--group", "wheel", "-o", str(out)).returncode == 0
     assert 'GROUP="wheel", MODE="0660"' in out.read_text()
