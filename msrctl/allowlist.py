@@ -211,7 +211,11 @@ def _check(ret: int, action: str, entries: list[Entry] | None = None) -> None:
     if err == errno.EACCES and entries is not None:
         raise _refused(entries)
     if err == errno.ENOTTY:
-        raise MsrctlError(action, "this msrdrv module has no allowlist support", "install msrdrv 0.1.0 or newer")
+        raise MsrctlError(
+            action,
+            "msrdrv does not know the allowlist ioctl: it is another version (older msrdrv used ioctl magic 0xb7)",
+            "install matching versions of msrdrv-dkms and msrctl (see `msrctl status`)",
+        )
     if err in (errno.EINVAL, errno.E2BIG):
         raise MsrctlError(action, f"the module rejected the list ({errno.errorcode[err]})", "check the file", USAGE)
     raise MsrctlError(action, errno.errorcode.get(err, str(err)))

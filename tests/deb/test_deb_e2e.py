@@ -3,8 +3,10 @@
 The tests run in file order and build on each other, like an administrator
 would: install both .debs with apt (no network), DKMS builds the module for
 the running kernel, udev gives /dev/msrdrv to group msr, a member of the group
-reads MSRs and anyone else is refused, remove and purge leave nothing behind,
-a reinstall works, and Debian's own dkms-autopkgtest passes.
+is refused (deny by default, with the command to ask an admin for) until an
+admin loads an allowlist and then reads what it lists, anyone else is refused,
+remove and purge leave nothing behind, a reinstall works, and Debian's own
+dkms-autopkgtest passes.
 
 Environment: MSRDRV_DEB_DIR (the .debs, default build/deb), MSRDRV_RESULTS
 (logs and deb-timing.json are written there).
@@ -37,6 +39,7 @@ LOCAL = Path("/tmp/msrdrv-debs")  # the .debs, readable by apt's _apt user
 PERMISSION_EXIT = 3  # msrctl/errors.py PERMISSION
 APIC_BASE = {0: "fee00900"}  # CPU 0 is the bootstrap processor (bit 8)
 APIC_BASE_AP = "fee00800"
+ASK_ADMIN = "ask an admin to run: sudo msrctl allowlist load --profile telemetry"  # msrctl/errors.py
 
 # Everything the two packages and DKMS put on the system: present after the
 # install, gone after remove (and purge).
@@ -153,12 +156,48 @@ def assert_node_is_root_msr_0660() -> None:
     assert stat.S_IMODE(st.st_mode) == 0o660, f"{NODE} has mode {stat.S_IMODE(st.st_mode):04o}, want 0660"
 
 
+def as_member(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess[str]:
+    return run("runuser", "-u", MEMBER, "--", "msrctl", *args, check=check, **kw)
+
+
+def assert_member_refused_without_a_list() -> None:
+    """Deny by default: one line naming what is missing and the command to ask an admin for."""
+    assert json.loads(run("msrctl", "allowlist", "show", "--json").stdout) == []
+    p = as_member("read", "IA32_TIME_STAMP_COUNTER", check=False)
+    assert p.returncode == PERMISSION_EXIT, (p.returncode, p.stdout, p.stderr)
+    assert not p.stdout.strip()
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert lines[0].startswith("msrctl: error: read of MSR 0x10 (IA32_TIME_STAMP_COUNTER) on CPU 0 refused: ")
+    assert "no msrdrv allowlist is loaded" in lines[0] and lines[0].endswith(ASK_ADMIN), lines[0]
+    p = as_member("status", check=False)
+    assert p.returncode == PERMISSION_EXIT and f"  fix:     {ASK_ADMIN}\n" in p.stdout, p.stdout
+
+
+def load_telemetry_and_apic_base() -> None:
+    """The telemetry profile merged with a site line from stdin (APIC_BASE tells the CPUs apart)."""
+    p = run("msrctl", "allowlist", "load", "-", "--profile", "telemetry", input="IA32_APIC_BASE 0x0\n")
+    assert p.stdout.startswith("allowlist loaded: "), p.stdout
+    assert "from <stdin> + profile telemetry" in p.stdout, p.stdout
+
+
 def assert_member_reads_apic_base() -> None:
-    p = run("runuser", "-u", MEMBER, "--", "msrctl", "read", "-a", "IA32_APIC_BASE")
+    p = as_member("read", "-a", "IA32_APIC_BASE")
     values = p.stdout.split()
     assert len(values) == os.cpu_count(), p.stdout
     assert values[0].lower() == APIC_BASE[0], p.stdout
     assert all(v.lower() == APIC_BASE_AP for v in values[1:]), p.stdout
+
+
+def assert_member_reads_listed_msrs() -> None:
+    """After the list: listed MSRs on every CPU (TCG gives TSC and MPERF as 0; the op must succeed)."""
+    assert_member_reads_apic_base()
+    for msr in ("IA32_TIME_STAMP_COUNTER", "IA32_MPERF"):
+        assert len(as_member("read", "-a", msr).stdout.split()) == os.cpu_count(), msr
+    p = as_member("read", "IA32_EFER", check=False)  # not listed
+    assert p.returncode == PERMISSION_EXIT and "does not list it" in p.stderr, p.stderr
+    p = as_member("write", "IA32_TSC_AUX", "0x1", check=False)  # listed nowhere for writing
+    assert p.returncode == PERMISSION_EXIT and "allowlist" in p.stderr, p.stderr
 
 
 def assert_dkms_installed() -> None:
@@ -237,9 +276,18 @@ def test_msrctl_load() -> None:
     assert_node_is_root_msr_0660()
 
 
-def test_a_group_member_reads_every_cpu() -> None:
+def test_a_group_member_without_a_list_is_refused_clearly() -> None:
     run("useradd", "--system", "--no-create-home", "--shell", "/bin/sh", "--groups", GROUP, MEMBER)
-    assert_member_reads_apic_base()
+    assert_member_refused_without_a_list()
+
+
+def test_after_an_admin_loads_a_list_a_member_reads_every_cpu() -> None:
+    load_telemetry_and_apic_base()
+    try:
+        assert_member_reads_listed_msrs()
+    finally:
+        run("msrctl", "allowlist", "clear")
+    assert_member_refused_without_a_list()
 
 
 def test_a_user_outside_the_group_gets_the_permission_error() -> None:
@@ -263,7 +311,8 @@ def test_the_boot_time_allowlist_unit_is_off_and_works() -> None:
         for line in unit.read_text().splitlines():
             if line.startswith("ExecStart="):
                 run(*line[len("ExecStart=") :].split())
-        assert len(run("msrctl", "allowlist", "show", "--json").stdout.split('"msr"')) == 17  # 16 entries
+        rendered = [line for line in conf.read_text().splitlines() if line and not line.startswith("#")]
+        assert len(json.loads(run("msrctl", "allowlist", "show", "--json").stdout)) == len(rendered) > 0
         p = run("runuser", "-u", MEMBER, "--", "msrctl", "read", "IA32_APIC_BASE", check=False)
         assert p.returncode == PERMISSION_EXIT and "allowlist" in p.stderr, (p.returncode, p.stderr)
         assert run("runuser", "-u", MEMBER, "--", "msrctl", "read", "tsc").stdout.strip()
@@ -318,6 +367,8 @@ def test_a_reinstall_works_again() -> None:
     assert_dkms_installed()
     run("msrctl", "load")
     assert_node_is_root_msr_0660()
+    assert_member_refused_without_a_list()  # a new module starts with no list
+    load_telemetry_and_apic_base()
     assert_member_reads_apic_base()
     unload()
 
