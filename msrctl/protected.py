@@ -15,6 +15,7 @@ from dataclasses import dataclass
 # Why each kind of range is protected, in words for an error message.
 KERNEL = "holds kernel addresses"
 BRANCHES = "records kernel branch addresses"
+SAMPLES = "records sampled kernel code and data addresses"
 PHYSICAL = "holds physical addresses of kernel, firmware or hypervisor memory"
 GUEST = "holds guest-physical addresses shared with the hypervisor"
 
@@ -58,7 +59,7 @@ RANGES: tuple[Range, ...] = (
     Range(0xC0010117, 0xC0010117, "MSR_VM_HSAVE_PA", PHYSICAL),
     Range(0xC0010130, 0xC0010130, "MSR_AMD64_SEV_ES_GHCB", PHYSICAL),
     Range(0xC0010300, 0xC001031F, "AMD LbrExtV2 FROM/TO", BRANCHES),
-    Range(0xC0011030, 0xC001103B, "AMD IBS fetch/op/data samples", BRANCHES),
+    Range(0xC0011030, 0xC001103B, "AMD IBS fetch/op/data samples", SAMPLES),
 )
 _FIRSTS = [r.first for r in RANGES]
 

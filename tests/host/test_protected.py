@@ -33,7 +33,7 @@ def test_ranges_are_sorted_and_disjoint() -> None:
     """The kernel's linear search stops at the first range above the MSR: it needs this order."""
     for r in protected.RANGES:
         assert r.first <= r.last
-        assert r.why in (protected.KERNEL, protected.BRANCHES, protected.PHYSICAL, protected.GUEST)
+        assert r.why in (protected.KERNEL, protected.BRANCHES, protected.SAMPLES, protected.PHYSICAL, protected.GUEST)
     for a, b in zip(protected.RANGES, protected.RANGES[1:]):
         assert a.last < b.first, (a, b)
 
@@ -50,3 +50,15 @@ def test_lookup_at_the_edges() -> None:
         "MSR 0xc0000082 (IA32_LSTAR) holds kernel addresses (STAR, LSTAR, CSTAR)"
     )
     assert protected.explain(0x10) is None
+
+
+def doc_row(r: protected.Range) -> str:
+    span = f"`{r.first:#x}`" if r.first == r.last else f"`{r.first:#x}`\u2013`{r.last:#x}`"  # an en dash, as in prose
+    return f"| {span} | {r.description} | {r.why} |"
+
+
+def test_the_policy_page_lists_every_range() -> None:
+    """docs/access-policy.md's table is this one (regenerate its rows with doc_row)."""
+    page = (ROOT / "docs" / "access-policy.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| `0x")]
+    assert rows == [doc_row(r) for r in protected.RANGES]
