@@ -167,3 +167,10 @@ def test_man_page_and_completion_are_generated_from_the_cli(tmp_path: Path) -> N
     script = f"source {completion}; COMP_WORDS=(msrctl ''); COMP_CWORD=1; _msrctl; echo ${{COMPREPLY[@]}}"
     got = subprocess.run([bash, "-c", script], capture_output=True, text=True, check=True).stdout.split()
     assert {"load", "status", "read", "write", "generate"} <= set(got), got
+
+
+def test_both_packages_ship_the_policy_reference() -> None:
+    """README links docs/access-policy.md: the installed docs carry it too."""
+    for pkg in ("msrctl", "msrdrv-dkms"):
+        assert (DEBIAN / f"{pkg}.docs").read_text().split() == ["README.md", "docs/access-policy.md"], pkg
+    assert (REPO / "docs" / "access-policy.md").is_file()
