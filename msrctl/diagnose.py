@@ -150,7 +150,7 @@ def access_denied(kind: str, msr: int, name: str | None, mask: int, entries: Seq
         profile = _profile_granting(kind, msr, mask)
         if profile:
             return why, f"ask an admin to run: {LOAD_PROFILE}{profile}"
-        return why, f"ask an admin to load an allowlist with the line '{line}' (no shipped profile lists it)"
+        return why, f"ask an admin to run: echo '{line}' | sudo msrctl allowlist load - (no shipped profile lists it)"
     entry = next((e for e in entries if e.msr == msr), None)
     if entry is None:
         return "the msrdrv allowlist in force does not list it", (

@@ -53,7 +53,7 @@ def refused(kind: str, msr: int, name: str | None, entries: list[Entry] | None, 
             None,
             [],
             1 << 17,  # the OS bit: no profile grants it
-            f"{NONE_LOADED}; ask an admin to load an allowlist with the line '0x186 0x20000' (no shipped profile",
+            f"{NONE_LOADED}; ask an admin to run: echo '0x186 0x20000' | sudo msrctl allowlist load - (no shipped",
         ),
         (
             "read",
