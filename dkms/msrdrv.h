@@ -52,7 +52,8 @@
  *        -ENXIO  the CPU is offline or does not exist
  *        -EBADF  a WRITE on a file not opened for writing
  *        -EPERM  a write refused by kernel lockdown or allow_writes=N, or
- *                an RDTSC by a task that disabled the TSC (PR_SET_TSC)
+ *                RDTSC or a READ of IA32_TIME_STAMP_COUNTER by a task
+ *                that disabled the TSC (PR_SET_TSC)
  *        -EACCES (openers without CAP_SYS_RAWIO) no allowlist is loaded,
  *                the allowlist does not permit this access, or a masked
  *                write would change no permitted bit
@@ -78,7 +79,7 @@ struct msrdrv_op {
  * failed (nerrs counts them).  A negative errno means nothing ran: EPROTO
  * (abi_version), EINVAL (unknown op or flag), E2BIG (nops above the
  * file's max_ops, or with MSRDRV_BATCH_SNAPSHOT more than section_ops ops
- * for one CPU), EBADF (file not opened for reading), EFAULT (the header or
+ * that would run on one CPU), EBADF (file not opened for reading), EFAULT (the header or
  * the ops up to the first STOP are not readable and writable), ENOMEM.
  * The one exception: if another thread unmaps or write-protects the memory
  * while the batch runs, the ops ran and the call still fails with EFAULT.

@@ -73,6 +73,9 @@ struct msrdrv_exec {
 	struct msrdrv_op *ops;
 	const struct msrdrv_policy *pol;
 	u32 n;
+	u32 nwrites;	/* runnable WRITE ops, the first one's MSR and CPU */
+	u32 wmsr;
+	unsigned int wcpu;
 	u32 pos;	/* single CPU: next op to look at */
 	u32 left;	/* single CPU: runnable ops not run yet */
 	u32 *order;	/* several CPUs: runnable ops grouped by CPU */
@@ -123,6 +126,13 @@ static bool msrdrv_op_needs_cpu(const struct msrdrv_op *op)
 static bool msrdrv_op_runnable(const struct msrdrv_op *op)
 {
 	return !op->err && msrdrv_op_needs_cpu(op);
+}
+
+/* The TSC, as RDTSC or as the MSR that holds it: PR_SET_TSC covers both. */
+static bool msrdrv_op_reads_tsc(const struct msrdrv_op *op)
+{
+	return op->op == MSRDRV_OP_RDTSC ||
+	       (op->op == MSRDRV_OP_READ && op->msr == MSR_IA32_TSC);
 }
 
 /* Single target CPU, IRQs off: the next section_ops runnable ops. */
@@ -219,8 +229,8 @@ static void msrdrv_run_multi(struct msrdrv_exec *x, struct cpumask *mask)
 static u32 msrdrv_prepare(struct msrdrv_exec *x, unsigned int self,
 			  bool *multi, unsigned int *target)
 {
-	u32 i, nrun = 0, nwrites = 0, wmsr = 0;
-	unsigned int cpu, wcpu = 0;
+	u32 i, nrun = 0;
+	unsigned int cpu;
 	bool notsc = test_thread_flag(TIF_NOTSC);
 
 	*multi = false;
@@ -238,22 +248,20 @@ static u32 msrdrv_prepare(struct msrdrv_exec *x, unsigned int self,
 		cpu = array_index_nospec(cpu, nr_cpu_ids);
 		if (!cpu_online(cpu))
 			op->err = -ENXIO;
-		else if (op->op == MSRDRV_OP_RDTSC && notsc)
+		else if (notsc && msrdrv_op_reads_tsc(op))
 			op->err = -EPERM;
 		else
 			op->err = msrdrv_policy_check(x->pol, op);
 		if (op->err)
 			continue;
-		if (op->op == MSRDRV_OP_WRITE && !nwrites++) {
-			wmsr = op->msr;
-			wcpu = cpu;
+		if (op->op == MSRDRV_OP_WRITE && !x->nwrites++) {
+			x->wmsr = op->msr;
+			x->wcpu = cpu;
 		}
 		if (nrun++ && cpu != *target)
 			*multi = true;
 		*target = cpu;
 	}
-	if (nwrites && x->pol->rawio)
-		msrdrv_policy_rawio_writes(wmsr, wcpu, nwrites);
 	return nrun;
 }
 
@@ -323,11 +331,17 @@ static int msrdrv_execute(struct file *file, struct msrdrv_op *ops, u32 n,
 	self = raw_smp_processor_id();
 	*self_cpu = self;
 	nrun = msrdrv_prepare(&x, self, &multi, &target);
-	if (!nrun) {
-		/* nothing to run */
-	} else if (!multi) {
-		if ((flags & MSRDRV_BATCH_SNAPSHOT) && nrun > section_ops) {
-			ret = -E2BIG;
+	longest = nrun;
+	if (multi)
+		longest = msrdrv_group(&x, self, mask);
+	if ((flags & MSRDRV_BATCH_SNAPSHOT) && longest > section_ops) {
+		ret = -E2BIG;
+	} else if (nrun) {
+		/* Taint and log only what will really run. */
+		if (x.nwrites && pol.rawio)
+			msrdrv_policy_rawio_writes(x.wmsr, x.wcpu, x.nwrites);
+		if (multi) {
+			msrdrv_run_multi(&x, mask);
 		} else {
 			x.left = nrun;
 			while (x.left) {
@@ -337,12 +351,6 @@ static int msrdrv_execute(struct file *file, struct msrdrv_op *ops, u32 n,
 				cond_resched();
 			}
 		}
-	} else {
-		longest = msrdrv_group(&x, self, mask);
-		if ((flags & MSRDRV_BATCH_SNAPSHOT) && longest > section_ops)
-			ret = -E2BIG;
-		else
-			msrdrv_run_multi(&x, mask);
 	}
 	msrdrv_policy_end(&pol);
 	cpus_read_unlock();

@@ -73,16 +73,20 @@ static const struct msrdrv_msr_range {
 	{ 0x000006a0, 0x000006a8 },	/* IA32_U_CET, S_CET, PL0-3_SSP, INT_SSP_TAB */
 	{ 0x000006c0, 0x000006df },	/* MSR_LASTBRANCH_0-31_TO_IP */
 	{ 0x00000985, 0x0000098a },	/* IA32_UINTR_RR, HANDLER, STACKADJUST, MISC, PD, TT */
+	{ 0x00000d90, 0x00000d90 },	/* IA32_BNDCFGS */
 	{ 0x00000dc0, 0x00000ddf },	/* MSR_LBR_INFO_0-31 */
 	{ 0x00001200, 0x0000121f },	/* IA32_LBR_0-31_INFO */
 	{ 0x00001500, 0x0000151f },	/* IA32_LBR_0-31_FROM_IP */
 	{ 0x00001600, 0x0000161f },	/* IA32_LBR_0-31_TO_IP */
 	{ 0x40000000, 0x400000ff },	/* Hyper-V synthetic MSRs: GPAs */
+	{ 0x40000100, 0x40000105 },	/* Hyper-V crash MSRs: panic RIP, parameters */
 	{ 0x4b564d00, 0x4b564d07 },	/* KVM paravirtual MSRs: GPAs */
 	{ 0xc0000081, 0xc0000083 },	/* STAR, LSTAR, CSTAR */
 	{ 0xc0000100, 0xc0000102 },	/* FS_BASE, GS_BASE, KERNEL_GS_BASE */
+	{ 0xc0010111, 0xc0010113 },	/* AMD SMM_BASE, SMM_ADDR (TSEG), SMM_MASK */
 	{ 0xc0010117, 0xc0010117 },	/* MSR_VM_HSAVE_PA */
 	{ 0xc0010130, 0xc0010130 },	/* MSR_AMD64_SEV_ES_GHCB */
+	{ 0xc0010132, 0xc0010133 },	/* AMD SNP RMP_BASE, RMP_END */
 	{ 0xc0010300, 0xc001031f },	/* AMD LbrExtV2 FROM/TO */
 	{ 0xc0011030, 0xc001103b },	/* AMD IBS fetch/op/data samples */
 };

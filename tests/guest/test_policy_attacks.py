@@ -453,6 +453,7 @@ T=/sys/kernel/tracing
 echo 'p:msrdrv_cap security_capable cap=%dx:s32 opts=%cx:u32' >> $T/kprobe_events
 echo 'cap == 17 || cap == 21' > $T/events/kprobes/msrdrv_cap/filter
 echo > $T/trace
+echo 1 > $T/tracing_on
 echo 1 > $T/events/kprobes/msrdrv_cap/enable
 "$@"
 echo 0 > $T/events/kprobes/msrdrv_cap/enable
@@ -480,7 +481,7 @@ def test_member_open_asks_for_capabilities_without_audit(policy: Device) -> None
 def test_rdtsc_refused_to_a_task_that_disabled_the_tsc(policy: Device, cprog: Any) -> None:
     r = subprocess.run([str(cprog("notsc"))], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.split() == ["batch", "EPERM", "OK", "legacy", "EPERM"]
+    assert r.stdout.split() == ["batch", "EPERM", "OK", "EPERM", "legacy", "EPERM"]
 
 
 def test_root_write_logs_msr_and_process(policy: Device) -> None:

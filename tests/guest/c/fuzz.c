@@ -150,8 +150,8 @@ int main(int argc, char **argv)
 				random_op(&ops[k], root);
 
 		hdr->abi_version = rnd() % 16 ? MSRDRV_ABI_VERSION : rnd();
-		hdr->flags = rnd() % 16 ? 0 : rnd();
-		hdr->reserved = rnd() % 16 ? 0 : rnd();
+		hdr->flags = rnd() % 4 ? 0 : (rnd() % 4 ? MSRDRV_BATCH_SNAPSHOT : rnd());
+		hdr->self_cpu = rnd();	/* output only: any input is fine */
 		hdr->nops = nops;
 		hdr->ndone = rnd();
 		hdr->nerrs = rnd();

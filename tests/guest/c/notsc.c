@@ -25,7 +25,7 @@ static const char *name(int err)
 
 int main(void)
 {
-	struct msrdrv_op ops[2];
+	struct msrdrv_op ops[3];
 	struct msrdrv_batch b;
 	struct msrdrv_legacy_cmd cmds[2];
 	int fd, rc;
@@ -46,15 +46,19 @@ int main(void)
 	ops[1].op = MSRDRV_OP_READ;
 	ops[1].cpu = 0;
 	ops[1].msr = 0x1b;
+	ops[2].op = MSRDRV_OP_READ;	/* IA32_TIME_STAMP_COUNTER: the TSC too */
+	ops[2].cpu = 0;
+	ops[2].msr = 0x10;
 	b.abi_version = MSRDRV_ABI_VERSION;
-	b.nops = 2;
+	b.nops = 3;
 	b.ops = (unsigned long)ops;
 	rc = ioctl(fd, MSRDRV_IOC_BATCH, &b);
 	if (rc) {
 		perror("batch");
 		return 1;
 	}
-	printf("batch %s %s\n", name(ops[0].err), name(ops[1].err));
+	printf("batch %s %s %s\n", name(ops[0].err), name(ops[1].err),
+	       name(ops[2].err));
 
 	memset(cmds, 0, sizeof(cmds));
 	cmds[0].op = MSR_RDTSC;
