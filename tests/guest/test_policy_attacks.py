@@ -451,31 +451,45 @@ KPROBE = """
 set -e
 T=/sys/kernel/tracing
 echo 'p:msrdrv_cap security_capable cap=%dx:s32 opts=%cx:u32' >> $T/kprobe_events
-echo 'cap == 17 || cap == 21' > $T/events/kprobes/msrdrv_cap/filter
+echo stacktrace > $T/events/kprobes/msrdrv_cap/trigger
 echo > $T/trace
 echo 1 > $T/tracing_on
 echo 1 > $T/events/kprobes/msrdrv_cap/enable
 "$@"
 echo 0 > $T/events/kprobes/msrdrv_cap/enable
+cat $T/trace  # now: removing the probe below empties the buffer
+echo '!stacktrace' > $T/events/kprobes/msrdrv_cap/trigger
 echo '-:msrdrv_cap' >> $T/kprobe_events
 """
+
+
+def capability_checks_in_open(trace: str) -> list[tuple[int, int]]:
+    """(cap, opts) of each security_capable() call whose stack runs through msrdrv_open."""
+    found: list[tuple[int, int]] = []
+    current: tuple[int, int] | None = None
+    for line in trace.splitlines():
+        if "msrdrv_cap:" in line:
+            current = (int(line.split("cap=")[1].split()[0]), int(line.split("opts=")[1].split()[0]))
+        elif "msrdrv_open" in line and current is not None:
+            found.append(current)
+            current = None
+    return found
 
 
 def test_member_open_asks_for_capabilities_without_audit(policy: Device) -> None:
     """capable() at open would log an LSM denial for every member's open."""
     MsrTrace([TSC])  # mounts tracefs
-    opener = "import os; print(os.getpid()); os.close(os.open('/dev/msrdrv', os.O_RDWR))"
+    opener = "import os; os.close(os.open('/dev/msrdrv', os.O_RDWR))"
     r = subprocess.run(
         ["sh", "-c", KPROBE, "kprobe", *MEMBER, sys.executable, "-c", opener], capture_output=True, text=True
     )
     log = Path("/sys/kernel/tracing/error_log").read_text()
     assert r.returncode == 0, r.stderr + log
-    pid = r.stdout.strip()
-    trace = Path("/sys/kernel/tracing/trace").read_text().splitlines()
-    hits = [line for line in trace if f"-{pid} " in line and "msrdrv_cap" in line]
-    opts = [int(h.split("opts=")[1].split()[0]) for h in hits]
-    assert len(opts) >= 2, trace[-10:]  # SYS_RAWIO and SYS_ADMIN were asked
-    assert all(o & 2 for o in opts), hits  # CAP_OPT_NOAUDIT
+    trace = r.stdout
+    checks = capability_checks_in_open(trace)
+    # CAP_SYS_RAWIO (17) and CAP_SYS_ADMIN (21), each with CAP_OPT_NOAUDIT (2)
+    assert sorted(cap for cap, _ in checks) == [17, 21], trace[-3000:]
+    assert all(opts & 2 for _, opts in checks), checks
 
 
 def test_rdtsc_refused_to_a_task_that_disabled_the_tsc(policy: Device, cprog: Any) -> None:
