@@ -2,10 +2,11 @@
 /*
  * How long can one msrdrv batch keep a target CPU from running its own
  * task?  A spinner pinned to the target CPU reads CLOCK_MONOTONIC in a tight
- * loop and keeps the longest gap it saw; another process, pinned elsewhere,
- * sends batches of N reads to the target CPU.  The longest gap is the
- * longest interrupts-off section plus IPI entry and exit; a run without
- * batches gives the machine's own noise.  Prints one JSON object.
+ * loop and records every gap above GAP_NS; another process, pinned
+ * elsewhere, sends batches of N reads to the target CPU.  A gap is an
+ * interrupts-off section plus IPI entry and exit, or the host descheduling
+ * the vCPU: a run without batches gives that noise.  Prints one JSON object
+ * with the number of gaps and their median, 99th percentile and maximum.
  *
  *   irqoff TARGET_CPU SECONDS N [N...]   (N = 0: no batches, the baseline)
  */
@@ -24,6 +25,22 @@
 #include <unistd.h>
 
 #include "msrdrv.h"
+
+#define GAP_NS		20000
+#define MAX_GAPS	1048576
+
+struct shared {
+	int stop;
+	long ngaps;
+	long long gaps[MAX_GAPS];
+};
+
+static int cmp_ll(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
+
+	return (x > y) - (x < y);
+}
 
 static long long now_ns(void)
 {
@@ -45,27 +62,21 @@ static void pin(int cpu)
 	}
 }
 
-/* The spinner's longest gap, in ns, in memory shared with the parent. */
-static long long spin(const int *stop)
+/* The spinner: every gap above GAP_NS, in memory shared with the parent. */
+static void spin(struct shared *sh)
 {
-	long long last = now_ns(), t, gap = 0;
+	long long last = now_ns(), t;
 
-	while (!__atomic_load_n(stop, __ATOMIC_RELAXED)) {
+	while (!__atomic_load_n(&sh->stop, __ATOMIC_RELAXED)) {
 		t = now_ns();
-		if (t - last > gap)
-			gap = t - last;
+		if (t - last > GAP_NS && sh->ngaps < MAX_GAPS)
+			sh->gaps[sh->ngaps++] = t - last;
 		last = t;
 	}
-	return gap;
 }
 
-struct shared {
-	int stop;
-	long long gap;
-};
-
-static long long measure(int fd, int target, int other, double secs,
-			 unsigned int n, long *batches)
+static struct shared *measure(int fd, int target, int other, double secs,
+			      unsigned int n, long *batches)
 {
 	struct shared *sh;
 	struct msrdrv_op *ops = NULL;
@@ -79,10 +90,11 @@ static long long measure(int fd, int target, int other, double secs,
 	if (sh == MAP_FAILED)
 		exit(1);
 	sh->stop = 0;
+	sh->ngaps = 0;
 	pid = fork();
 	if (pid == 0) {
 		pin(target);
-		sh->gap = spin(&sh->stop);
+		spin(sh);
 		_exit(0);
 	}
 	pin(other);
@@ -115,7 +127,13 @@ static long long measure(int fd, int target, int other, double secs,
 	__atomic_store_n(&sh->stop, 1, __ATOMIC_RELAXED);
 	waitpid(pid, NULL, 0);
 	free(ops);
-	return sh->gap;
+	qsort(sh->gaps, sh->ngaps, sizeof(sh->gaps[0]), cmp_ll);
+	return sh;
+}
+
+static long long pct(const struct shared *sh, int p)
+{
+	return sh->ngaps ? sh->gaps[(sh->ngaps - 1) * p / 100] : 0;
 }
 
 int main(int argc, char **argv)
@@ -123,7 +141,7 @@ int main(int argc, char **argv)
 	int fd, target, i;
 	double secs;
 	long batches;
-	long long gap;
+	struct shared *sh;
 
 	if (argc < 4) {
 		fprintf(stderr, "usage: %s TARGET_CPU SECONDS N [N...]\n", argv[0]);
@@ -136,11 +154,16 @@ int main(int argc, char **argv)
 		perror(MSRDRV_DEVICE);
 		return 1;
 	}
-	printf("{\"target_cpu\": %d, \"seconds\": %g, \"runs\": [", target, secs);
+	printf("{\"target_cpu\": %d, \"seconds\": %g, \"gap_ns\": %d, \"runs\": [",
+	       target, secs, GAP_NS);
 	for (i = 3; i < argc; i++) {
-		gap = measure(fd, target, target ? 0 : 1, secs, atoi(argv[i]), &batches);
-		printf("%s{\"ops\": %s, \"batches\": %ld, \"max_gap_ns\": %lld}",
-		       i > 3 ? ", " : "", argv[i], batches, gap);
+		sh = measure(fd, target, target ? 0 : 1, secs, atoi(argv[i]),
+			     &batches);
+		printf("%s{\"ops\": %s, \"batches\": %ld, \"gaps\": %ld, ",
+		       i > 3 ? ", " : "", argv[i], batches, sh->ngaps);
+		printf("\"median_gap_ns\": %lld, \"p99_gap_ns\": %lld, \"max_gap_ns\": %lld}",
+		       pct(sh, 50), pct(sh, 99), pct(sh, 100));
+		munmap(sh, sizeof(*sh));
 		fflush(stdout);
 	}
 	printf("]}\n");
