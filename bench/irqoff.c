@@ -8,6 +8,12 @@
  * the vCPU: a run without batches gives that noise.  Prints one JSON object
  * with the number of gaps and their median, 99th percentile and maximum.
  *
+ * Then the batches time themselves: N ops, every other one an RDTSC, on the
+ * target CPU.  Inside an interrupts-off section consecutive RDTSCs are a
+ * few hundred ns apart; between sections comes an IPI round trip.  Cutting
+ * the series where a step exceeds 8 times the median step gives the
+ * sections; the longest one's span is the longest interrupts-off stretch.
+ *
  *   irqoff TARGET_CPU SECONDS N [N...]   (N = 0: no batches, the baseline)
  */
 #define _GNU_SOURCE
@@ -136,12 +142,82 @@ static long long pct(const struct shared *sh, int p)
 	return sh->ngaps ? sh->gaps[(sh->ngaps - 1) * p / 100] : 0;
 }
 
+static int batch(int fd, struct msrdrv_op *ops, unsigned int n)
+{
+	struct msrdrv_batch b;
+
+	memset(&b, 0, sizeof(b));
+	b.abi_version = MSRDRV_ABI_VERSION;
+	b.nops = n;
+	b.ops = (unsigned long)ops;
+	return ioctl(fd, MSRDRV_IOC_BATCH, &b);
+}
+
+/* TSC ticks per ns, from two RDTSC ops 200 ms apart. */
+static double tsc_per_ns(int fd, int target)
+{
+	struct msrdrv_op op;
+	long long t0, t1;
+	unsigned long long c0;
+
+	memset(&op, 0, sizeof(op));
+	op.op = MSRDRV_OP_RDTSC;
+	op.cpu = target;
+	t0 = now_ns();
+	if (batch(fd, &op, 1))
+		exit(1);
+	c0 = op.value;
+	usleep(200000);
+	t1 = now_ns();
+	if (batch(fd, &op, 1))
+		exit(1);
+	return (double)(op.value - c0) / (t1 - t0);
+}
+
+/* The longest section of one batch of n ops, in ns; *nsec counts them. */
+static double longest_section(int fd, int target, unsigned int n,
+			      double per_ns, int *nsec)
+{
+	struct msrdrv_op *ops = calloc(n, sizeof(*ops));
+	unsigned int i, k = n / 2, start = 0;
+	long long *d = calloc(k, sizeof(*d));
+	long long med, span, best = 0;
+
+	for (i = 0; i < n; i++) {
+		ops[i].op = i % 2 ? MSRDRV_OP_READ : MSRDRV_OP_RDTSC;
+		ops[i].cpu = target;
+		ops[i].msr = 0x10;
+	}
+	if (batch(fd, ops, n))
+		exit(1);
+	for (i = 1; i < k; i++)
+		d[i] = ops[2 * i].value - ops[2 * i - 2].value;
+	qsort(d + 1, k - 1, sizeof(*d), cmp_ll);
+	med = d[k / 2];
+	*nsec = 1;
+	for (i = 1; i <= k; i++) {
+		if (i < k && (long long)(ops[2 * i].value - ops[2 * i - 2].value) <= 8 * med)
+			continue;
+		span = ops[2 * (i - 1)].value - ops[2 * start].value;
+		if (span > best)
+			best = span;
+		if (i < k)
+			++*nsec;
+		start = i;
+	}
+	free(d);
+	free(ops);
+	return best / per_ns;
+}
+
 int main(int argc, char **argv)
 {
 	int fd, target, i;
 	double secs;
 	long batches;
 	struct shared *sh;
+	const char *sep = "";
+	double per_ns;
 
 	if (argc < 4) {
 		fprintf(stderr, "usage: %s TARGET_CPU SECONDS N [N...]\n", argv[0]);
@@ -166,6 +242,26 @@ int main(int argc, char **argv)
 		munmap(sh, sizeof(*sh));
 		fflush(stdout);
 	}
-	printf("]}\n");
+	printf("], \"sections\": [");
+	per_ns = tsc_per_ns(fd, target);
+	for (i = 3; i < argc; i++) {
+		unsigned int n = atoi(argv[i]);
+		double worst = 0, ns;
+		int r, nsec, most = 0;
+
+		if (n < 4)
+			continue;
+		for (r = 0; r < 10; r++) {
+			ns = longest_section(fd, target, n, per_ns, &nsec);
+			if (ns > worst)
+				worst = ns;
+			if (nsec > most)
+				most = nsec;
+		}
+		printf("%s{\"ops\": %u, \"longest_ns\": %.0f, \"sections\": %d}",
+		       sep, n, worst, most);
+		sep = ", ";
+	}
+	printf("], \"tsc_per_ns\": %.3f}\n", per_ns);
 	return 0;
 }
