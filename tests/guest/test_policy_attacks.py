@@ -530,3 +530,34 @@ def test_member_is_told_what_to_ask_for(policy: Device) -> None:
     r = as_member(sys.executable, "-m", "msrctl", "read", "0x10")
     assert r.returncode == 3 and r.stderr.count("\n") == 1, r.stderr
     assert "msrctl allowlist load --profile telemetry" in r.stderr
+
+
+FD_SENDER = """
+import os, socket, sys
+s = socket.socket(fileno=int(sys.argv[1]))
+fd = os.open('/dev/msrdrv', os.O_RDWR)
+socket.send_fds(s, [b'fd'], [fd])
+"""
+
+
+def test_privilege_is_fixed_at_open_even_for_a_passed_fd(policy: Device) -> None:
+    """A member's fd handed to root (SCM_RIGHTS) keeps the member's rights:
+    no SET, no protected MSR; root's own privileges do not leak into it."""
+    import socket
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        argv = [*MEMBER, sys.executable, "-c", FD_SENDER, str(theirs.fileno())]
+        r = subprocess.run(argv, pass_fds=[theirs.fileno()], capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stderr
+        _, fds, _, _ = socket.recv_fds(ours, 16, 1)
+    fd = fds[0]
+    try:
+        assert set_list(fd, [(TSC, 1, 0)]) == -errno.EPERM  # opened without CAP_SYS_ADMIN
+        assert allowlist.current(policy.fd) == []
+        ops = ffi.new("struct msrdrv_op[]", 1)
+        ops[0].op, ops[0].cpu, ops[0].msr = abi.OP_READ, 0, LSTAR
+        rc, _ = raw_batch(fd, ops, 1)
+        assert rc == 0 and -ops[0].err == errno.EACCES and ops[0].value == 0
+    finally:
+        os.close(fd)
