@@ -135,6 +135,13 @@ def as_member(*argv: str, wait: bool = True) -> Any:
     return subprocess.run([*MEMBER, *argv], capture_output=True, text=True, env=_env(), check=False)
 
 
+def member_py(code: str, *args: str) -> str:
+    """Run Python code as msruser; its stdout (fails the test on a non-zero exit)."""
+    r = as_member(sys.executable, "-c", code, *args)
+    assert r.returncode == 0, r.stderr
+    return str(r.stdout)
+
+
 def read_on(dev: Device, msr: int, cpu: int = 0) -> int:
     """One MSR on one CPU, as root through the library."""
     return read_msrs(dev, [msr], cpu)[0]

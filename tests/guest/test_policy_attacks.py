@@ -29,6 +29,7 @@ from conftest import (
     as_member,
     batch_as,
     ffi,
+    member_py,
     raw_batch,
     read_on,
 )
@@ -86,9 +87,7 @@ print(json.dumps([[errno.errorcode.get(b.err(i), "OK"), b.value(i)] for i in ran
 
 def member_ops(ops: list[tuple[str, int, int, int, int | None]]) -> list[tuple[str, int]]:
     """(op, msr, value, cpu, mask) as msruser; [(errno name, value field after)]."""
-    r = as_member(sys.executable, "-c", MEMBER_OPS, json.dumps(ops))
-    assert r.returncode == 0, r.stderr
-    return [(e, v) for e, v in json.loads(r.stdout)]
+    return [(e, v) for e, v in json.loads(member_py(MEMBER_OPS, json.dumps(ops)))]
 
 
 # --- 1. deny by default; kernel addresses never reach a member -------------------
@@ -180,9 +179,8 @@ def test_node_mode_0640_makes_the_group_read_only(policy: Device) -> None:
         "print(json.dumps([rdwr, d.writable, name(b.err(0)), name(b.err(1))]))\n"
     )
     before = read_on(policy, TSC_AUX, 0)
-    r = as_member(sys.executable, "-c", code)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == ["EACCES", False, "OK", "EBADF"]
+    out = member_py(code)
+    assert json.loads(out) == ["EACCES", False, "OK", "EBADF"]
     assert read_on(policy, TSC_AUX, 0) == before
 
 
@@ -357,9 +355,8 @@ def test_member_batches_are_smaller(policy: Device) -> None:
         "try:\n    d.submit(b)\nexcept DeviceError as e:\n    print(errno.errorcode[e.errno])\n"
         "b.clear()\nfor i in range(n):\n    b.read(0x10, 0)\nprint(d.submit(b))\n"
     )
-    r = as_member(sys.executable, "-c", code)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["1024", "E2BIG", "0"]
+    out = member_py(code)
+    assert out.split() == ["1024", "E2BIG", "0"]
     assert policy.info().max_ops == 4096
 
 
@@ -439,9 +436,8 @@ def test_resubmitted_batch_keeps_its_inputs(policy: Device) -> None:
         "    out.append([b.self_cpu, hex(b.value(0)), *selfs, hex(o[1].mask), o[1].flags])\n"
         "print(json.dumps(out))\n"
     )
-    r = as_member(sys.executable, "-c", code)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == [
+    out = member_py(code)
+    assert json.loads(out) == [
         [0, "0xfee00900", True, True, "0xffff", abi.OPF_MASKED],
         [1, "0xfee00800", True, True, "0xffff", abi.OPF_MASKED],  # ran on CPU 1 the second time
     ]
