@@ -53,7 +53,7 @@ test: bootstrap
 	$(MAKE) --no-print-directory lint || rc=1; \
 	$(MAKE) --no-print-directory test-host || rc=1; \
 	$(MAKE) --no-print-directory test-guest || rc=1; \
-	$(MAKE) --no-print-directory test-deb DEB_TEST_ARGS='-k "not autopkgtest"' || rc=1; \
+	$(MAKE) --no-print-directory test-deb DEB_TEST_ARGS='-k "not autopkgtest and not reinstall"' || rc=1; \
 	$(PY) tests/summary.py $(RESULTS)/host.xml $(RESULTS)/host-debian12.xml $(RESULTS)/guest.xml \
 		$(RESULTS)/deb.xml || rc=1; \
 	exit $$rc
@@ -78,7 +78,8 @@ deb:
 
 # DEB_TEST_ARGS: pytest arguments for the guest run; `make test` leaves out
 # Debian's dkms-autopkgtest (another 2.5 min; the install test already has
-# dkms build the module) to keep CI short.
+# dkms build the module) and the reinstall (a second apt install, 5 min under
+# TCG on the 2-core machine) to keep `make test` under 25 minutes.
 DEB_TEST_ARGS ?=
 
 test-deb: bootstrap deb
