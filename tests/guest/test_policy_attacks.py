@@ -42,19 +42,23 @@ APIC_BASE = 0x1B
 PRED_CMD = 0x49  # write-only: reading it faults on real hardware
 LSTAR = 0xC0000082
 TSC_AUX = 0xC0000103
+# Long write loops use IA32_PKRS: inert while CR4.PKS is off (Linux never
+# sets it), unlike TSC_AUX, which the kernel reads as its CPU number (sid's
+# 7.2 guest died when a member kept writing garbage there).
+PKRS = 0x6E1
 
 
 @pytest.fixture
 def policy(dev: Device) -> Iterator[Device]:
-    """No allowlist and TSC_AUX as found, before and after."""
-    saved = {c: read_on(dev, TSC_AUX, c) for c in (0, 1)}
+    """No allowlist, and TSC_AUX and PKRS as found, before and after."""
+    saved = {(m, c): read_on(dev, m, c) for m in (TSC_AUX, PKRS) for c in (0, 1)}
     allowlist.clear(dev.fd)
     yield dev
     allowlist.clear(dev.fd)
     NODE.chmod(0o660)
-    b = Batch(2)
-    for c, v in saved.items():
-        b.write(TSC_AUX, v, c)
+    b = Batch(len(saved))
+    for (m, c), v in saved.items():
+        b.write(m, v, c)
     dev.submit(b)
     b.check()
 
@@ -236,7 +240,7 @@ d = Device()
 n = d.info().max_ops
 b = Batch(n)
 for i in range(n):
-    b.write(0xc0000103, 0x1000 + i, 1)
+    b.write(0x6e1, i, 1)
 d.submit(b)
 print("started", b.err(0), flush=True)
 while True:
@@ -249,13 +253,13 @@ def test_no_op_checked_against_a_revoked_list_runs_after_set_returns(policy: Dev
     revocation returns, the kernel's trace must show no further write."""
     late: list[list[Any]] = []
     for trial in range(6):
-        allowlist.load(policy.fd, [Entry(TSC_AUX, 0xFFFF_FFFF)])
+        allowlist.load(policy.fd, [Entry(PKRS, 0xFFFF_FFFF)])
         user = as_member(sys.executable, "-c", HAMMER, wait=False)
         try:
             assert user.stdout is not None
             assert user.stdout.readline().split() == ["started", "0"]
             time.sleep(0.05 + 0.03 * trial)
-            with MsrTrace([TSC_AUX]) as tr:
+            with MsrTrace([PKRS]) as tr:
                 time.sleep(0.02)
                 allowlist.clear(policy.fd)  # revoke
                 tr.mark("revoked")
@@ -383,7 +387,7 @@ SPINNER = """
 import os, sys
 from msrctl.device import Batch, Device
 os.sched_setaffinity(0, {1})
-d = Device(); b = Batch(1); b.write(0xc0000103, 0, 0xffffffff)
+d = Device(); b = Batch(1); b.write(0x6e1, 0, 1)
 print("ready", flush=True)
 i = 0
 while True:
@@ -394,13 +398,13 @@ while True:
 
 
 def test_long_batch_lets_the_target_cpu_run_between_sections(policy: Device) -> None:
-    """Another task on CPU 1 keeps writing TSC_AUX there while one batch reads
+    """Another task on CPU 1 keeps writing PKRS there while one batch reads
     it 4,096 times: the value may change between sections, never inside one."""
     k = policy.info().section_ops
     n = 4096
     b = Batch(n)
     for _ in range(n):
-        b.read(TSC_AUX, 1)
+        b.read(PKRS, 1)
     spinner = subprocess.Popen([sys.executable, "-c", SPINNER], stdout=subprocess.PIPE, text=True)
     changes: list[int] = []
     try:
