@@ -43,8 +43,7 @@ PRED_CMD = 0x49  # write-only: reading it faults on real hardware
 LSTAR = 0xC0000082
 TSC_AUX = 0xC0000103
 # Long write loops use IA32_PKRS: inert while CR4.PKS is off (Linux never
-# sets it), unlike TSC_AUX, which the kernel reads as its CPU number (sid's
-# 7.2 guest died when a member kept writing garbage there).
+# sets it), unlike TSC_AUX, which the kernel reads back as its CPU number.
 PKRS = 0x6E1
 
 
