@@ -12,6 +12,7 @@ only when every guest test passed and the kernel log is clean.
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 import time
@@ -61,7 +62,7 @@ def main() -> int:
     # process compiles msrctl again from source, under emulation.
     subprocess.run([python, "-m", "compileall", "-q", str(REPO / "msrctl"), str(REPO / "tests")], check=False)
     t_build = time.monotonic() - t0
-    extra = " ".join(args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args)
+    extra = shlex.join(args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args)
     # Debian's python3 (typer 0.7, cffi 1.15): the stack the msrctl package
     # runs on, and one that starts in about a second in the guest, where the
     # venv's interpreter takes many (its files come over 9p).  The latest
