@@ -18,6 +18,7 @@
 #include <linux/bsearch.h>
 #include <linux/capability.h>
 #include <linux/kernel.h>
+#include <linux/mm.h>
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/ratelimit.h>
