@@ -266,33 +266,30 @@ static u32 msrdrv_prepare(struct msrdrv_exec *x, unsigned int self,
 	return nrun;
 }
 
-/* Could these ops need grouping by CPU?  Decided before any lock is taken. */
-static bool msrdrv_maybe_multi(const struct msrdrv_op *ops, u32 n)
+/*
+ * One pass before any lock is taken: could these ops need grouping by CPU,
+ * and does any write (then lockdown and the open mode are asked)?
+ */
+static bool msrdrv_maybe_multi(const struct msrdrv_op *ops, u32 n,
+			       bool *has_writes)
 {
 	u32 i, named = MSRDRV_CPU_SELF;
-	bool self = false;
+	bool self = false, multi = false;
 
+	*has_writes = false;
 	for (i = 0; i < n; i++) {
 		if (!msrdrv_op_needs_cpu(&ops[i]))
 			continue;
+		if (ops[i].op == MSRDRV_OP_WRITE)
+			*has_writes = true;
 		if (ops[i].cpu == MSRDRV_CPU_SELF)
 			self = true;
 		else if (named == MSRDRV_CPU_SELF)
 			named = ops[i].cpu;
 		else if (ops[i].cpu != named)
-			return true;
+			multi = true;
 	}
-	return self && named != MSRDRV_CPU_SELF;
-}
-
-static bool msrdrv_has_writes(const struct msrdrv_op *ops, u32 n)
-{
-	u32 i;
-
-	for (i = 0; i < n; i++)
-		if (ops[i].op == MSRDRV_OP_WRITE)
-			return true;
-	return false;
+	return multi || (self && named != MSRDRV_CPU_SELF);
 }
 
 /*
@@ -310,11 +307,11 @@ static int msrdrv_execute(struct file *file, struct msrdrv_op *ops, u32 n,
 	struct msrdrv_exec x = { .ops = ops, .pol = &pol, .n = n };
 	cpumask_var_t mask;
 	unsigned int self, target = 0;
-	bool multi, have_mask = false;
+	bool multi, has_writes, have_mask = false;
 	u32 nrun, longest;
 	int ret = 0;
 
-	if (msrdrv_maybe_multi(ops, n)) {
+	if (msrdrv_maybe_multi(ops, n, &has_writes)) {
 		x.order = kvmalloc_array(n, sizeof(*x.order),
 					 GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		x.start = kvcalloc(nr_cpu_ids + 1, sizeof(*x.start),
@@ -328,7 +325,7 @@ static int msrdrv_execute(struct file *file, struct msrdrv_op *ops, u32 n,
 	}
 
 	cpus_read_lock();
-	msrdrv_policy_begin(&pol, file, msrdrv_has_writes(ops, n));
+	msrdrv_policy_begin(&pol, file, has_writes);
 	self = raw_smp_processor_id();
 	*self_cpu = self;
 	nrun = msrdrv_prepare(&x, self, &multi, &target);
