@@ -116,9 +116,9 @@ def op_error(
             "ask an admin for a group read-write node (MODE 0660 in the udev rule), or run as root",
             errors.PERMISSION,
         )
-    if err == errno.EPERM and kind == "rdtsc":
+    if err == errno.EPERM and kind != "write":  # RDTSC, or a read of IA32_TIME_STAMP_COUNTER
         return MsrctlError(
-            f"RDTSC on CPU {cpu} refused",
+            f"{'RDTSC' if kind == 'rdtsc' else f'read of {target}'} on CPU {cpu} refused",
             "this process disabled the TSC (prctl PR_SET_TSC, PR_TSC_SIGSEGV)",
             "run msrctl from a process that allows RDTSC",
             errors.PERMISSION,

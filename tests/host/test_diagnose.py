@@ -117,6 +117,8 @@ def test_ebadf_eperm() -> None:
     )
     err = diagnose.op_error("rdtsc", 0, 0, None, errno.EPERM)
     assert "disabled the TSC (prctl PR_SET_TSC" in err.message and err.code == errors.PERMISSION
+    err = diagnose.op_error("read", 0, 0x10, "IA32_TIME_STAMP_COUNTER", errno.EPERM)
+    assert err.message.startswith("read of MSR 0x10 (IA32_TIME_STAMP_COUNTER) on CPU 0 refused: this process disabled")
     err = diagnose.op_error("write", 0, 0x10, None, errno.EPERM, writes_reason="disabled")
     assert "allow_writes=0" in err.message
     err = diagnose.op_error("write", 0, 0x10, None, errno.EPERM)
