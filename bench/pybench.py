@@ -1,6 +1,9 @@
-"""In-guest: the Python library's cost for the 32-read batch, and CLI start-up.
+"""In-guest: the Python library against C for the same 32-read batch, and
+CLI start-up against the interpreter's own.
 
-Prints one JSON object.  Run as root in the benchmark guest (bench/guest.sh).
+One run is one block of bench/run.py; it prints one JSON object.  Run as root
+in the benchmark guest (bench/guest.sh) with MSRBENCH_LIB pointing at
+msrbench.c built as a shared object.
 """
 
 from __future__ import annotations
@@ -17,50 +20,101 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from cffi import FFI  # noqa: E402
+
 from msrctl.device import Batch, Device  # noqa: E402
 
 REGS = [0x10, 0x1B, 0x277, 0xC0000080, 0xC0000081, 0xC0000082, 0xC0000084, 0xC0000103]
+WARMUP = 50
 
 
-def library(reps: int) -> float:
-    """Median ns of submitting one prebuilt 32-read batch (buffers reused)."""
+def library(reps: int) -> dict[str, float]:
+    """Median ns of one prebuilt 32-read batch: Device.submit vs the same ioctl
+    on the same buffers from C, interleaved rep by rep, order alternating."""
+    ffi = FFI()
+    ffi.cdef("unsigned long long msrbench_submit_ns(int fd, void *hdr);")
+    lib = ffi.dlopen(os.environ["MSRBENCH_LIB"])
     os.sched_setaffinity(0, {0})
+    clock = time.perf_counter_ns
     with Device() as dev:
         batch = Batch(32)
         for i in range(32):
             batch.read(REGS[i % 8], 0)
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter_ns()
+        arg = batch._arg  # the C side submits exactly the buffers Python does
+
+        def py_once() -> int:
+            t0 = clock()
             dev.submit(batch)
-            times.append(time.perf_counter_ns() - t0)
+            return clock() - t0
+
+        def c_once() -> int:
+            ns: int = lib.msrbench_submit_ns(dev.fd, arg)
+            if not ns:
+                raise SystemExit("pybench: the C submit failed")
+            return ns
+
+        for _ in range(WARMUP):
+            py_once()
+            c_once()
+        t_py, t_c = [], []
+        for r in range(reps):
+            if r & 1:
+                t_c.append(c_once())
+                t_py.append(py_once())
+            else:
+                t_py.append(py_once())
+                t_c.append(c_once())
         batch.check()
-    return statistics.median(times)
+    return {"python_ns": statistics.median(t_py), "c_ns": statistics.median(t_c)}
 
 
-def wall(cmd: list[str], runs: int) -> float:
-    """Median wall-clock seconds of running cmd."""
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(REPO)))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one run of cmd."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"pybench: {' '.join(cmd)} exited {proc.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def startup(runs: int, stacks: dict[str, str], warm: bool) -> dict[str, dict[str, float]]:
+    """Median wall and CPU seconds of `msrctl read 0x10` and of `python3 -c pass`
+    on each Python stack (name -> interpreter), all commands interleaved run by
+    run.  warm: one untimed round first (the guest's first block: cold caches)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmds: dict[tuple[str, str], list[str]] = {}
+    for name, python in stacks.items():
+        cmds[(name, "python_pass")] = [python, "-c", "pass"]
+        cmds[(name, "msrctl_read")] = [python, "-m", "msrctl", "read", "0x10"]
+    rdmsr = shutil.which("rdmsr")
+    if rdmsr:
+        cmds[("msr-tools", "rdmsr")] = [rdmsr, "0x10"]
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in cmds}
+    for _ in range(runs + warm):
+        for key, cmd in cmds.items():
+            times[key].append(run_timed(cmd, env))
+    out: dict[str, dict[str, float]] = {}
+    for (name, what), v in times.items():
+        out.setdefault(name, {})[f"{what}_s"] = statistics.median(w for w, _ in v[warm:])
+        out[name][f"{what}_cpu_s"] = statistics.median(c for _, c in v[warm:])
+    return out
+
+
+def stacks_from_env() -> dict[str, str]:
+    """MSRDRV_BENCH_STACKS: 'name=/path/to/python ...' (default: this interpreter)."""
+    spec = os.environ.get("MSRDRV_BENCH_STACKS", "")
+    pairs = [item.split("=", 1) for item in spec.split()]
+    return {k: v for k, v in pairs if Path(v).exists()} or {"default": sys.executable}
 
 
 def main() -> None:
     reps = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 9
-    out: dict[str, object] = {"library_read32_ns": library(reps)}
-    startup = {
-        "python_pass_s": wall([sys.executable, "-c", "pass"], runs),
-        "msrctl_read_s": wall([sys.executable, "-m", "msrctl", "read", "0x10"], runs),
-    }
-    rdmsr = shutil.which("rdmsr")
-    if rdmsr:
-        startup["rdmsr_s"] = wall([rdmsr, "0x10"], runs)
-    out["startup"] = startup
-    print(json.dumps(out))
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    warm = len(sys.argv) > 3 and sys.argv[3] == "warm"
+    print(json.dumps({"library_read32": library(reps), "startup": startup(runs, stacks_from_env(), warm)}))
 
 
 if __name__ == "__main__":

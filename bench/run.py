@@ -1,15 +1,27 @@
 #!/usr/bin/env python3
-"""`make bench`: boot the test guest with 4 vCPUs, run bench/msrbench.c and
-bench/pybench.py there, and write bench/results/results.json, results.md
-(jinja2, bench/report.md.j2), results.png (if matplotlib is installed), and
-the table into README.md between the bench markers."""
+"""`make bench`: msrdrv against the in-tree msr driver, the Python library
+against C, and CLI start-up, each reported as a distribution over independent
+blocks.
+
+Boots the guest BOOTS times; each boot runs BLOCKS blocks (fresh processes,
+bench/guest.sh).  Every block yields one value of every ratio; the report
+gives the median ratio and its min-max over all blocks, and marks a ratio
+whose spread is too wide to trust.  Writes bench/results/results.json,
+results.md (jinja2, bench/report.md.j2), results.png (if matplotlib is
+installed) and the table in README.md between the bench markers.
+"""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
+import os
+import platform
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +33,96 @@ import vm  # noqa: E402
 OUT = REPO / "bench" / "results"
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
+# A ratio whose blocks spread wider than this (max-min over median) is marked
+# as not to be trusted.
+TRUST_SPREAD = 0.15
+# Two runs agree on a ratio when their medians differ by at most this.
+AGREE = 0.15
+
+# key -> (what, goal, direction): "min" goals are met at or above, "max" at or below
+GOALS: dict[str, tuple[str, float, str]] = {
+    "read1": ("1 MSR on CPU 0: speed-up of a 1-op ioctl over one `pread` of `/dev/cpu/0/msr`", 1.0, "min"),
+    "read32": ("32 MSRs on CPU 0: speed-up of one ioctl over 32 `pread`s", 4.0, "min"),
+    "allcpu": ("1 MSR on every CPU: speed-up of one ioctl over one `pread` per CPU", 4.0, "min"),
+    "python": ("32-read batch: `msrctl.Device.submit` time over the same ioctl from C", 1.2, "max"),
+    "startup_debian": ("`msrctl read 0x10` CPU time over `python3 -c pass`'s, Debian 12 packages", 3.0, "max"),
+    "startup_pypi": ("`msrctl read 0x10` CPU time over `python3 -c pass`'s, latest PyPI releases", 5.0, "max"),
+}
 
 
-def ratios(c: dict[str, Any], py: dict[str, Any]) -> dict[str, float]:
-    return {
-        "read32": c["read32"]["msr_ns"] / c["read32"]["msrdrv_ns"],
-        "allcpu": c["allcpu"]["msr_ns"] / c["allcpu"]["msrdrv_ns"],
-        "python": py["library_read32_ns"] / c["read32"]["msrdrv_ns"],
-        "startup": py["startup"]["msrctl_read_s"] / py["startup"]["python_pass_s"],
+def block_ratios(c: dict[str, Any], py: dict[str, Any]) -> dict[str, float]:
+    """Every ratio one block gives (C side and Python side of the same block)."""
+    r = {k: c[k]["msr_ns"] / c[k]["msrdrv_ns"] for k in ("read1", "read32", "allcpu")}
+    r["python"] = py["library_read32"]["python_ns"] / py["library_read32"]["c_ns"]
+    for stack, s in py["startup"].items():
+        if "msrctl_read_s" in s:
+            r[f"startup_{stack}"] = s["msrctl_read_cpu_s"] / s["python_pass_cpu_s"]
+            r[f"startup_wall_{stack}"] = s["msrctl_read_s"] / s["python_pass_s"]
+    return r
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    med = statistics.median(values)
+    lo, hi = min(values), max(values)
+    spread = (hi - lo) / med if med else float("inf")
+    return {"median": med, "min": lo, "max": hi, "spread": spread, "n": len(values),
+            "trusted": spread <= TRUST_SPREAD, "values": values}  # fmt: skip
+
+
+def verdict(s: dict[str, Any], goal: float, direction: str) -> str:
+    ok = (lambda v: v >= goal) if direction == "min" else (lambda v: v <= goal)
+    if ok(s["min"]) and ok(s["max"]):
+        return "met"
+    if not ok(s["min"]) and not ok(s["max"]):
+        return "not met"
+    return "borderline"  # some blocks meet it, some do not
+
+
+def aggregate(c_blocks: list[dict[str, Any]], py_blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    per_block = [block_ratios(c, py) for c, py in zip(c_blocks, py_blocks)]
+    ratios = {}
+    for key in per_block[0]:
+        s = summary([b[key] for b in per_block])
+        if key in GOALS:
+            what, goal, direction = GOALS[key]
+            s.update(what=what, goal=goal, direction=direction, verdict=verdict(s, goal, direction))
+        ratios[key] = s
+
+    def med(blocks: list[dict[str, Any]], *path: str) -> float:
+        """Median over blocks of the value at path."""
+        values = []
+        for b in blocks:
+            for key in path:
+                b = b[key]
+            values.append(b)
+        return statistics.median(values)
+
+    absolute: dict[str, Any] = {
+        k: {side: med(c_blocks, k, side) for side in ("msrdrv_ns", "msr_ns")} for k in ("read1", "read32", "allcpu")
     }
+    absolute["python"] = {side: med(py_blocks, "library_read32", side) for side in ("python_ns", "c_ns")}
+    absolute["startup"] = {
+        stack: {what: med(py_blocks, "startup", stack, what) for what in s}
+        for stack, s in py_blocks[0]["startup"].items()
+    }
+    sweep = []
+    for i, point in enumerate(c_blocks[0]["sweep"]):
+        s = summary([b["sweep"][i]["ns"] / point["ops"] for b in c_blocks])
+        sweep.append({"ops": point["ops"], "ns_per_op": s})
+    return {"ratios": ratios, "absolute": absolute, "sweep": sweep}
+
+
+def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Each ratio's median in the previous results.json against this run's."""
+    out = {}
+    for key, r in new["ratios"].items():
+        before = old.get("ratios", {}).get(key)
+        if isinstance(before, dict):  # results.json before 2026-11-26 kept plain numbers
+            before = before.get("median")
+        if isinstance(before, (int, float)) and before:
+            change = r["median"] / before - 1
+            out[key] = {"previous": before, "now": r["median"], "change": change, "agree": abs(change) <= AGREE}
+    return {"date": old.get("date"), "ratios": out}
 
 
 def render(data: dict[str, Any]) -> str:
@@ -52,16 +145,19 @@ def plot(data: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    sweep = data["c"]["sweep"]
+    sweep = data["sweep"]
+    ops = [s["ops"] for s in sweep]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.loglog([s["ops"] for s in sweep], [s["ns"] / s["ops"] for s in sweep], marker="o", label="msrdrv batch")
-    ax.axhline(data["c"]["read32"]["msr_ns"] / 32, color="red", linestyle="--", label="in-tree msr pread")
+    ax.loglog(ops, [s["ns_per_op"]["median"] for s in sweep], marker="o", label="msrdrv batch (median)")
+    ax.fill_between(ops, [s["ns_per_op"]["min"] for s in sweep], [s["ns_per_op"]["max"] for s in sweep], alpha=0.3)
+    ax.axhline(data["absolute"]["read32"]["msr_ns"] / 32, color="red", linestyle="--", label="in-tree msr pread")
     ax.set_xlabel("ops per ioctl")
     ax.set_ylabel("ns per MSR read")
-    ax.set_title("Cost per MSR read (QEMU TCG guest)")
+    ax.set_title("Cost per MSR read (QEMU TCG guest, emulated)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    plt.close(fig)
     return True
 
 
@@ -74,42 +170,104 @@ def update_readme(table: str) -> None:
         readme.write_text(f"{head}{README_START}\n{table}{README_END}{tail}")
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def one_boot(args: argparse.Namespace, kernel: str, exe: Path, lib: Path, n: int) -> tuple[list, list, dict]:
+    results = (REPO / "results" / f"bench-boot{n}").resolve()
+    results.mkdir(parents=True, exist_ok=True)
+    stacks = f"debian=/usr/bin/python3 pypi={REPO / '.venv' / 'bin' / 'python'}"
+    env = (
+        f"MSRDRV_BENCH_BIN={exe} MSRBENCH_LIB={lib} MSRDRV_PYTHON=/usr/bin/python3 "
+        f"MSRDRV_BENCH_BLOCKS={args.blocks} MSRDRV_BENCH_REPS={args.reps} MSRDRV_BENCH_RUNS={args.runs} "
+        f"MSRDRV_BENCH_STACKS='{stacks}'"
+    )
+    start = time.monotonic()
+    rc = vm.boot(f"{env} sh bench/guest.sh", kernel, cpus=args.cpus, results=results,
+                 timeout=args.timeout, pin=args.pin)  # fmt: skip
+    if rc:
+        sys.exit(f"bench: boot {n}: the guest part failed (exit {rc}); see the console output above")
+    problems = vm.dmesg_problems(results / "bench-dmesg.txt")
+    if problems:
+        sys.exit("bench: guest kernel log has problems:\n" + "\n".join(problems))
+    c, py = read_jsonl(results / "bench-c.jsonl"), read_jsonl(results / "bench-py.jsonl")
+    if len(c) != args.blocks or len(py) != args.blocks:
+        sys.exit(f"bench: boot {n}: expected {args.blocks} blocks, got {len(c)} C and {len(py)} Python")
+    return c, py, {"seconds": round(time.monotonic() - start, 1)}
+
+
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cpus", type=int, default=int(os.environ.get("BENCH_CPUS", 4)), help="guest vCPUs")
+    ap.add_argument("--boots", type=int, default=int(os.environ.get("BENCH_BOOTS", 2)))
+    ap.add_argument("--blocks", type=int, default=int(os.environ.get("BENCH_BLOCKS", 4)), help="per boot")
+    ap.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", 2000)), help="per pair and block")
+    ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 2)), help="start-up runs per block")
+    ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True, help="pin vCPU threads")
+    ap.add_argument("--timeout", type=int, default=1200, help="seconds per boot")
+    ap.add_argument("--out", type=Path, default=OUT, help="results directory")
+    ap.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    ap.add_argument("--render", action="store_true", help="only re-render the report from OUT/results.json")
+    args = ap.parse_args()
+    if args.render:
+        return report(json.loads((args.out / "results.json").read_text()), args.out, readme=not args.no_readme)
+
     kernel = vm.default_kernel()
     suite.build_module(kernel)
     build = REPO / "build" / "bench"
     build.mkdir(parents=True, exist_ok=True)
-    exe = build / "msrbench"
-    subprocess.run(["cc", "-O2", "-Wall", "-Werror", "-I", str(REPO / "dkms"), "-o", str(exe),
-                    str(REPO / "bench" / "msrbench.c")], check=True)  # fmt: skip
-    results = REPO / "results"
-    rc = vm.boot(
-        f"MSRDRV_BENCH_BIN={exe} MSRDRV_PYTHON=/usr/bin/python3 bench/guest.sh", kernel, cpus=4, results=results
-    )
-    if rc:
-        print(f"bench: the guest part failed (exit {rc})", file=sys.stderr)
-        return 1
-    problems = vm.dmesg_problems(results / "bench-dmesg.txt")
-    if problems:
-        print("bench: guest kernel log has problems:\n" + "\n".join(problems), file=sys.stderr)
-        return 1
-    c = json.loads((results / "bench-c.json").read_text())
-    py = json.loads((results / "bench-py.json").read_text())
+    exe, lib = build / "msrbench", build / "libmsrbench.so"
+    src = str(REPO / "bench" / "msrbench.c")
+    cflags = ["cc", "-O2", "-Wall", "-Werror", "-I", str(REPO / "dkms")]
+    subprocess.run([*cflags, "-o", str(exe), src], check=True)
+    subprocess.run([*cflags, "-shared", "-fPIC", "-DMSRBENCH_LIB", "-o", str(lib), src], check=True)
+
+    c_blocks: list[dict[str, Any]] = []
+    py_blocks: list[dict[str, Any]] = []
+    boots = []
+    for n in range(args.boots):
+        c, py, info = one_boot(args, kernel, exe, lib, n)
+        c_blocks += c
+        py_blocks += py
+        boots.append(info)
     data = {
         "date": datetime.date.today().isoformat(),
         "kernel": kernel,
-        "c": c,
-        "py": py,
-        "ratios": ratios(c, py),
+        "host": {"cpus": os.cpu_count(), "machine": platform.machine()},
+        "config": {
+            "vcpus": args.cpus,
+            "boots": args.boots,
+            "blocks_per_boot": args.blocks,
+            "reps": args.reps,
+            "startup_runs": args.runs,
+            "pin": args.pin,
+            "trust_spread": TRUST_SPREAD,
+            "agree": AGREE,
+        },
+        "boots": boots,
+        **aggregate(c_blocks, py_blocks),
+        "raw": {"c": c_blocks, "python": py_blocks},
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps(data, indent=2) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    previous = args.out / "results.json"
+    if previous.exists():
+        data["vs_previous"] = compare(json.loads(previous.read_text()), data)
+    return report(data, args.out, readme=not args.no_readme)
+
+
+def report(data: dict[str, Any], out: Path, readme: bool) -> int:
+    (out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
     table = render(data)
-    (OUT / "results.md").write_text(table)
-    if plot(data, OUT / "results.png"):
+    (out / "results.md").write_text(table)
+    if plot(data, out / "results.png"):
         table += "\n![cost per MSR read](bench/results/results.png)\n"
-    update_readme(table)
+    if readme:
+        update_readme(table)
     print(table)
+    for key, c in data.get("vs_previous", {}).get("ratios", {}).items():
+        print(f"bench: {key}: {c['previous']:.2f}x before, {c['now']:.2f}x now ({c['change']:+.0%})"
+              f"{'' if c['agree'] else f' -- outside {AGREE:.0%}'}")  # fmt: skip
     return 0
 
 

@@ -60,8 +60,11 @@ def boot(
     results: Path | None = None,
     timeout: int = 1800,
     append: list[str] | None = None,
+    pin: bool = False,
 ) -> int:
-    """Run `command` (a shell line) as root in a fresh guest; returns its exit status."""
+    """Run `command` (a shell line) as root in a fresh guest; returns its exit status.
+
+    pin: vng pins vCPU n to host CPU n modulo the host's CPUs (for benchmarks)."""
     results = (results or REPO / "results").resolve()
     results.mkdir(parents=True, exist_ok=True)
     rc_file = results / f"guest-rc.{os.getpid()}"  # several guests may share results/
@@ -87,6 +90,8 @@ def boot(
     ]
     for a in append or []:
         argv += ["--append", a]
+    if pin:
+        argv.append("--pin")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     start = time.monotonic()
     try:
