@@ -102,7 +102,7 @@ def aggregate(c_blocks: list[dict[str, Any]], py_blocks: list[dict[str, Any]]) -
     }
     absolute["python"] = {side: med(py_blocks, "library_read32", side) for side in ("python_ns", "c_ns")}
     absolute["startup"] = {
-        stack: {what: med(py_blocks, "startup", stack, what) for what in s}
+        stack: {what: med(py_blocks, "startup", stack, what) for what in s if not what.endswith("_runs")}
         for stack, s in py_blocks[0]["startup"].items()
     }
     sweep = []
@@ -203,7 +203,9 @@ def main() -> int:
     ap.add_argument("--boots", type=int, default=int(os.environ.get("BENCH_BOOTS", 2)))
     ap.add_argument("--blocks", type=int, default=int(os.environ.get("BENCH_BLOCKS", 4)), help="per boot")
     ap.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", 2000)), help="per pair and block")
-    ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 2)), help="start-up runs per block")
+    ap.add_argument(
+        "--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 2)), help="start-up runs per block, fastest counts"
+    )
     ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True, help="pin vCPU threads")
     ap.add_argument("--timeout", type=int, default=1200, help="seconds per boot")
     ap.add_argument("--out", type=Path, default=OUT, help="results directory")
