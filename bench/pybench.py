@@ -21,10 +21,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cffi import FFI  # noqa: E402
-
-from msrctl.device import Batch, Device  # noqa: E402
-
 REGS = [0x10, 0x1B, 0x277, 0xC0000080, 0xC0000081, 0xC0000082, 0xC0000084, 0xC0000103]
 WARMUP = 50
 
@@ -32,6 +28,10 @@ WARMUP = 50
 def library(reps: int) -> dict[str, float]:
     """Median ns of one prebuilt 32-read batch: Device.submit vs the same ioctl
     on the same buffers from C, interleaved rep by rep, order alternating."""
+    from cffi import FFI
+
+    from msrctl.device import Batch, Device
+
     ffi = FFI()
     ffi.cdef("unsigned long long msrbench_submit_ns(int fd, void *hdr);")
     lib = ffi.dlopen(os.environ["MSRBENCH_LIB"])
@@ -69,19 +69,20 @@ def library(reps: int) -> dict[str, float]:
     return {"python_ns": statistics.median(t_py), "c_ns": statistics.median(t_c)}
 
 
-def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (user + system) of one run of cmd."""
+def run_timed(cmd: list[str], env: dict[str, str], expect: int = 0) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one run of cmd, which
+    must exit with status expect."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if expect else None, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"pybench: {' '.join(cmd)} exited {proc.returncode}")
+    if proc.returncode != expect:
+        raise SystemExit(f"pybench: {' '.join(cmd)} exited {proc.returncode}, not {expect}")
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def startup(runs: int, stacks: dict[str, str], warm: bool) -> dict[str, dict[str, Any]]:
+def startup(runs: int, stacks: dict[str, str], warm: bool, msrctl_rc: int = 0) -> dict[str, dict[str, Any]]:
     """Least wall and CPU seconds of `msrctl read 0x10` and of `python3 -c pass`
     on each Python stack (name -> interpreter).
 
@@ -90,14 +91,15 @@ def startup(runs: int, stacks: dict[str, str], warm: bool) -> dict[str, dict[str
     each stack's pair runs on its own, interleaved run by run, after one
     untimed `-c pass` of that stack (two when warm: the guest's first block
     also has a cold page cache), and each command's fastest run counts: what
-    slows a start-up here only ever adds time."""
+    slows a start-up here only ever adds time.  msrctl_rc: the exit status
+    msrctl must give (on a host without the module: 5, no device)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     groups: dict[str, dict[str, list[str]]] = {
         name: {"python_pass": [python, "-c", "pass"], "msrctl_read": [python, "-m", "msrctl", "read", "0x10"]}
         for name, python in stacks.items()
     }
     rdmsr = shutil.which("rdmsr")
-    if rdmsr:
+    if rdmsr and not msrctl_rc:
         groups["msr-tools"] = {"rdmsr": [rdmsr, "0x10"]}
     out: dict[str, dict[str, Any]] = {}
     for name, cmds in groups.items():
@@ -107,7 +109,7 @@ def startup(runs: int, stacks: dict[str, str], warm: bool) -> dict[str, dict[str
         times: dict[str, list[tuple[float, float]]] = {what: [] for what in cmds}
         for _ in range(runs):
             for what, cmd in cmds.items():
-                times[what].append(run_timed(cmd, env))
+                times[what].append(run_timed(cmd, env, msrctl_rc if what == "msrctl_read" else 0))
         out[name] = {}
         for what, v in times.items():
             out[name][f"{what}_s"] = min(w for w, _ in v)

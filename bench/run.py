@@ -27,6 +27,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
 import suite  # noqa: E402
 import vm  # noqa: E402
 
@@ -45,19 +46,28 @@ GOALS: dict[str, tuple[str, float, str]] = {
     "read32": ("32 MSRs on CPU 0: speed-up of one ioctl over 32 `pread`s", 4.0, "min"),
     "allcpu": ("1 MSR on every CPU: speed-up of one ioctl over one `pread` per CPU", 4.0, "min"),
     "python": ("32-read batch: `msrctl.Device.submit` time over the same ioctl from C", 1.2, "max"),
-    "startup_debian": ("`msrctl read 0x10` CPU time over `python3 -c pass`'s, Debian 12 packages", 3.0, "max"),
-    "startup_pypi": ("`msrctl read 0x10` CPU time over `python3 -c pass`'s, latest PyPI releases", 5.0, "max"),
+    "host_startup_debian": ("`msrctl read 0x10` CPU time over `python3 -c pass`'s, Debian 12 packages", 3.0, "max"),
+    "host_startup_pypi": ("`msrctl read 0x10` CPU time over `python3 -c pass`'s, latest PyPI releases", 5.0, "max"),
 }
 
 
-def block_ratios(c: dict[str, Any], py: dict[str, Any]) -> dict[str, float]:
-    """Every ratio one block gives (C side and Python side of the same block)."""
+def startup_ratios(startup: dict[str, Any], prefix: str) -> dict[str, float]:
+    r = {}
+    for stack, s in startup.items():
+        if "msrctl_read_s" in s:
+            r[f"{prefix}startup_{stack}"] = s["msrctl_read_cpu_s"] / s["python_pass_cpu_s"]
+            r[f"{prefix}startup_wall_{stack}"] = s["msrctl_read_s"] / s["python_pass_s"]
+    return r
+
+
+def block_ratios(c: dict[str, Any], py: dict[str, Any], host: dict[str, Any] | None = None) -> dict[str, float]:
+    """Every ratio one block gives (C side and Python side of the same block,
+    and the host's start-up block of the same index)."""
     r = {k: c[k]["msr_ns"] / c[k]["msrdrv_ns"] for k in ("read1", "read32", "allcpu")}
     r["python"] = py["library_read32"]["python_ns"] / py["library_read32"]["c_ns"]
-    for stack, s in py["startup"].items():
-        if "msrctl_read_s" in s:
-            r[f"startup_{stack}"] = s["msrctl_read_cpu_s"] / s["python_pass_cpu_s"]
-            r[f"startup_wall_{stack}"] = s["msrctl_read_s"] / s["python_pass_s"]
+    r |= startup_ratios(py["startup"], "")
+    if host:
+        r |= startup_ratios(host, "host_")
     return r
 
 
@@ -78,8 +88,11 @@ def verdict(s: dict[str, Any], goal: float, direction: str) -> str:
     return "borderline"  # some blocks meet it, some do not
 
 
-def aggregate(c_blocks: list[dict[str, Any]], py_blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    per_block = [block_ratios(c, py) for c, py in zip(c_blocks, py_blocks)]
+def aggregate(
+    c_blocks: list[dict[str, Any]], py_blocks: list[dict[str, Any]], host_blocks: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    hosts = host_blocks or [None] * len(c_blocks)
+    per_block = [block_ratios(c, py, h) for c, py, h in zip(c_blocks, py_blocks, hosts, strict=True)]
     ratios = {}
     for key in per_block[0]:
         s = summary([b[key] for b in per_block])
@@ -105,6 +118,11 @@ def aggregate(c_blocks: list[dict[str, Any]], py_blocks: list[dict[str, Any]]) -
         stack: {what: med(py_blocks, "startup", stack, what) for what in s if not what.endswith("_runs")}
         for stack, s in py_blocks[0]["startup"].items()
     }
+    if host_blocks:
+        absolute["host_startup"] = {
+            stack: {what: med(host_blocks, stack, what) for what in s if not what.endswith("_runs")}
+            for stack, s in host_blocks[0].items()
+        }
     sweep = []
     for i, point in enumerate(c_blocks[0]["sweep"]):
         s = summary([b["sweep"][i]["ns"] / point["ops"] for b in c_blocks])
@@ -174,6 +192,17 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def host_startup(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Start-up on the host, natively (no emulation): one block per guest
+    block.  The host cannot load modules, so msrctl stops at the missing
+    device (exit 5) where in the guest it would do one ioctl and print."""
+    import pybench
+
+    stacks = {"debian": "/usr/bin/python3", "pypi": str(REPO / ".venv" / "bin" / "python")}
+    blocks = args.boots * args.blocks
+    return [pybench.startup(args.host_runs, stacks, i == 0, msrctl_rc=5) for i in range(blocks)]
+
+
 def one_boot(args: argparse.Namespace, kernel: str, exe: Path, lib: Path, n: int) -> tuple[list, list, dict]:
     results = (REPO / "results" / f"bench-boot{n}").resolve()
     results.mkdir(parents=True, exist_ok=True)
@@ -206,6 +235,7 @@ def main() -> int:
     ap.add_argument(
         "--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 2)), help="start-up runs per block, fastest counts"
     )
+    ap.add_argument("--host-runs", type=int, default=5, help="host start-up runs per block, fastest counts")
     ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True, help="pin vCPU threads")
     ap.add_argument("--timeout", type=int, default=1200, help="seconds per boot")
     ap.add_argument("--out", type=Path, default=OUT, help="results directory")
@@ -225,6 +255,7 @@ def main() -> int:
     subprocess.run([*cflags, "-o", str(exe), src], check=True)
     subprocess.run([*cflags, "-shared", "-fPIC", "-DMSRBENCH_LIB", "-o", str(lib), src], check=True)
 
+    host_blocks = host_startup(args)  # first, while nothing else runs
     c_blocks: list[dict[str, Any]] = []
     py_blocks: list[dict[str, Any]] = []
     boots = []
@@ -243,13 +274,14 @@ def main() -> int:
             "blocks_per_boot": args.blocks,
             "reps": args.reps,
             "startup_runs": args.runs,
+            "host_startup_runs": args.host_runs,
             "pin": args.pin,
             "trust_spread": TRUST_SPREAD,
             "agree": AGREE,
         },
         "boots": boots,
-        **aggregate(c_blocks, py_blocks),
-        "raw": {"c": c_blocks, "python": py_blocks},
+        **aggregate(c_blocks, py_blocks, host_blocks),
+        "raw": {"c": c_blocks, "python": py_blocks, "host_startup": host_blocks},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     previous = args.out / "results.json"
