@@ -26,7 +26,8 @@ demo: module
 lint: bootstrap
 	tests/lint.sh
 
-# Benchmarks in the guest (4 vCPUs); msr-tools and matplotlib are optional
+# Benchmarks (about 11 minutes; bench/README.md): the guest with 4 pinned vCPUs,
+# start-up natively on the host; msr-tools and matplotlib are optional
 # extras for the comparison and the plot.
 bench: module
 	@dpkg-query -W -f='$${Status}' msr-tools 2>/dev/null | grep -q "install ok" || \

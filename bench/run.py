@@ -35,8 +35,9 @@ OUT = REPO / "bench" / "results"
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
 # A ratio whose blocks spread wider than this (max-min over median) is marked
-# as not to be trusted.
-TRUST_SPREAD = 0.15
+# as not to be trusted.  Measured: medians of 8 blocks spreading up to 39%
+# moved at most 9% between two runs; the guest's start-up (52%) did not hold.
+TRUST_SPREAD = 0.40
 # Two runs agree on a ratio when their medians differ by at most this.
 AGREE = 0.15
 
@@ -242,8 +243,12 @@ def main() -> int:
     ap.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     ap.add_argument("--render", action="store_true", help="only re-render the report from OUT/results.json")
     args = ap.parse_args()
-    if args.render:
-        return report(json.loads((args.out / "results.json").read_text()), args.out, readme=not args.no_readme)
+    if args.render:  # the statistics again from the raw blocks, e.g. after a change of TRUST_SPREAD
+        data = json.loads((args.out / "results.json").read_text())
+        raw = data["raw"]
+        data |= aggregate(raw["c"], raw["python"], raw.get("host_startup"))
+        data["config"] |= {"trust_spread": TRUST_SPREAD, "agree": AGREE}
+        return report(data, args.out, readme=not args.no_readme)
 
     kernel = vm.default_kernel()
     suite.build_module(kernel)
