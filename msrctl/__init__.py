@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["Batch", "Device", "DeviceError", "Info", "MsrError", "OpError", "OpResult", "__version__"]
 
 from ._version import __version__
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads them lazily
+    from .device import Batch, Device, DeviceError, Info, MsrError, OpError, OpResult
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ can be submitted again unchanged.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ from .abi import ffi
 from .errors import ASK_FOR_LIST
 
 CPU_SELF = abi.CPU_SELF
-_BATCH_REQ = ffi.cast("unsigned long", abi.IOC_BATCH)
 _INFO_REQ = ffi.cast("unsigned long", abi.IOC_INFO)
 _ioctl = abi.libc.ioctl
 
@@ -39,8 +39,18 @@ class MsrError(Exception):
         self.errno = err
 
 
-class DeviceError(MsrError):
-    """The device could not be opened or an ioctl failed as a whole."""
+class DeviceError(MsrError, OSError):
+    """The device could not be opened or an ioctl failed as a whole.
+
+    An OSError too, so `except OSError` around device code catches it;
+    `errno` and `strerror` are those of the failed call."""
+
+    def __init__(self, message: str, err: int = 0) -> None:
+        MsrError.__init__(self, message, err)
+        self.strerror = os.strerror(err) if err else None  # type: ignore[assignment]
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # the whole message, not OSError's "[Errno N] strerror"
 
 
 class OpError(MsrError):
@@ -130,6 +140,9 @@ class Batch:
         self._hdr.flags = abi.BATCH_SNAPSHOT if snapshot else 0
         self._hdr.ops = abi.address(self._ops)
         self._arg = ffi.cast("void *", self._hdr)
+        # The header as a writable buffer: fcntl.ioctl passes it with the
+        # least work per call (half of a cffi ABI-mode call to libc's ioctl).
+        self._hdr_buf = ffi.buffer(self._hdr)
         self._n = 0
 
     def __len__(self) -> int:
@@ -140,8 +153,10 @@ class Batch:
         self._n = 0
         self._hdr.nops = 0
 
-    def _add(self, op: int, cpu: int, msr: int = 0, value: int = 0, mask: int = 0, flags: int = 0) -> int:
+    def _add(self, op: int, cpu: int, msr: int | str = 0, value: int = 0, mask: int = 0, flags: int = 0) -> int:
         i = self._n
+        if isinstance(msr, str):
+            msr = _msr_number(msr)
         if i >= self.capacity:
             raise ValueError(f"batch is full ({self.capacity} ops); create it with a larger capacity")
         if not 0 <= msr <= 0xFFFFFFFF:
@@ -162,10 +177,11 @@ class Batch:
         self._hdr.nops = self._n  # kept current here so submit() does nothing but the ioctl
         return i
 
-    def read(self, msr: int, cpu: int = CPU_SELF) -> int:
+    def read(self, msr: int | str, cpu: int = CPU_SELF) -> int:
+        """Queue a read of msr (a number, or a name from `msrctl registers`); returns the op's index."""
         return self._add(abi.OP_READ, cpu, msr)
 
-    def write(self, msr: int, value: int, cpu: int = CPU_SELF, mask: int | None = None) -> int:
+    def write(self, msr: int | str, value: int, cpu: int = CPU_SELF, mask: int | None = None) -> int:
         """Write value; with mask, only the bits set in mask change (read-modify-write)."""
         if mask is None:
             return self._add(abi.OP_WRITE, cpu, msr, value)
@@ -230,6 +246,17 @@ class Batch:
                 raise OpError(f"op {i} ({r.op} MSR {r.msr:#x} on CPU {r.cpu}): {op_error_text(err)}", err, i)
 
 
+def _msr_number(name: str) -> int:
+    """An MSR name from the register table (any case, IA32_/MSR_ prefix optional)."""
+    from .errors import UsageError
+    from .registers import lookup
+
+    try:
+        return lookup(name).msr
+    except UsageError as e:
+        raise ValueError(str(e)) from None
+
+
 def _open(path: str, write: bool) -> int:
     try:
         return os.open(path, (os.O_RDWR if write else os.O_RDONLY) | os.O_CLOEXEC)
@@ -289,9 +316,10 @@ class Device:
 
     def submit(self, batch: Batch) -> int:
         """Run the batch in one ioctl; returns how many ops failed (see Batch.check)."""
-        if _ioctl(self.fd, _BATCH_REQ, batch._arg) < 0:
-            err = ffi.errno
-            raise DeviceError(f"batch ioctl failed: {os.strerror(err)}", err)
+        try:
+            fcntl.ioctl(self.fd, abi.IOC_BATCH, batch._hdr_buf)
+        except OSError as e:
+            raise DeviceError(f"batch ioctl failed: {e.strerror}", e.errno or 0) from None
         nerrs: int = batch._hdr.nerrs
         return nerrs
 

@@ -122,3 +122,37 @@ def test_device_missing(tmp_path: Path) -> None:
     with pytest.raises(DeviceError) as e:
         Device(str(tmp_path / "none"))
     assert e.value.errno == errno.ENOENT
+
+
+def test_device_error_is_an_os_error_with_errno_and_strerror() -> None:
+    try:
+        Device("/nonexistent/msrdrv")
+    except OSError as e:  # callers that only know OSError catch it
+        assert isinstance(e, DeviceError)
+        assert e.errno == errno.ENOENT and e.strerror == os.strerror(errno.ENOENT)
+        assert "/nonexistent/msrdrv" in str(e)
+    else:
+        raise AssertionError("opening a missing node did not fail")
+
+
+def test_batch_ops_accept_register_names() -> None:
+    b = Batch(4)
+    assert b.read("IA32_APIC_BASE", 0) == 0 and b.read("apic_base", 1) == 1
+    b.write("IA32_PKRS", 0, cpu=0)
+    assert [b._ops[i].msr for i in range(3)] == [0x1B, 0x1B, 0x6E1]
+    with pytest.raises(ValueError, match="unknown register 'IA32_NOPE'"):
+        b.read("IA32_NOPE")
+    assert len(b) == 3  # the refused op was not queued
+
+
+def test_the_package_is_typed_and_exports_device_to_type_checkers() -> None:
+    import ast
+
+    import msrctl
+
+    root = Path(msrctl.__file__).parent
+    assert (root / "py.typed").exists()
+    tree = ast.parse((root / "__init__.py").read_text())
+    guarded = [n for n in ast.walk(tree) if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test)]
+    names = {a.name for n in guarded for i in ast.walk(n) if isinstance(i, ast.ImportFrom) for a in i.names}
+    assert set(msrctl.__all__) - {"__version__"} <= names
