@@ -40,6 +40,9 @@ README_END = "<!-- bench:end -->"
 TRUST_SPREAD = 0.40
 # Two runs agree on a ratio when their medians differ by at most this.
 AGREE = 0.15
+# The Python stacks whose CLI start-up is measured: Debian 12's packages, and
+# the latest PyPI releases (tests/bootstrap.sh's .venv).
+STACKS = {"debian": "/usr/bin/python3", "pypi": str(REPO / ".venv" / "bin" / "python")}
 
 # key -> (what, goal, direction): "min" goals are met at or above, "max" at or below
 GOALS: dict[str, tuple[str, float, str]] = {
@@ -199,15 +202,14 @@ def host_startup(args: argparse.Namespace) -> list[dict[str, Any]]:
     device (exit 5) where in the guest it would do one ioctl and print."""
     import pybench
 
-    stacks = {"debian": "/usr/bin/python3", "pypi": str(REPO / ".venv" / "bin" / "python")}
     blocks = args.boots * args.blocks
-    return [pybench.startup(args.host_runs, stacks, i == 0, msrctl_rc=5) for i in range(blocks)]
+    return [pybench.startup(args.host_runs, STACKS, i == 0, msrctl_rc=5) for i in range(blocks)]
 
 
 def one_boot(args: argparse.Namespace, kernel: str, exe: Path, lib: Path, n: int) -> tuple[list, list, dict]:
     results = (REPO / "results" / f"bench-boot{n}").resolve()
     results.mkdir(parents=True, exist_ok=True)
-    stacks = f"debian=/usr/bin/python3 pypi={REPO / '.venv' / 'bin' / 'python'}"
+    stacks = " ".join(f"{name}={python}" for name, python in STACKS.items())
     env = (
         f"MSRDRV_BENCH_BIN={exe} MSRBENCH_LIB={lib} MSRDRV_PYTHON=/usr/bin/python3 "
         f"MSRDRV_BENCH_BLOCKS={args.blocks} MSRDRV_BENCH_REPS={args.reps} MSRDRV_BENCH_RUNS={args.runs} "

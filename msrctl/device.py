@@ -139,7 +139,6 @@ class Batch:
         self._hdr.abi_version = abi.ABI_VERSION
         self._hdr.flags = abi.BATCH_SNAPSHOT if snapshot else 0
         self._hdr.ops = abi.address(self._ops)
-        self._arg = ffi.cast("void *", self._hdr)
         # The header as a writable buffer: fcntl.ioctl passes it with the
         # least work per call (half of a cffi ABI-mode call to libc's ioctl).
         self._hdr_buf = ffi.buffer(self._hdr)
