@@ -25,12 +25,17 @@ REGS = [0x10, 0x1B, 0x277, 0xC0000080, 0xC0000081, 0xC0000082, 0xC0000084, 0xC00
 WARMUP_NS = 500_000_000  # untimed, as msrbench.c's pairs: TCG's caches settle on this workload
 
 
-def library(reps: int) -> dict[str, float]:
-    """Median ns of one prebuilt 32-read batch: Device.submit vs the same ioctl
-    on the same buffers from C, interleaved rep by rep, order alternating."""
+def library(reps: int) -> dict[str, Any]:
+    """Median ns of one prebuilt 32-read batch, three ways interleaved rep by
+    rep in rotating order: through the library as a user would (submit, then
+    the values in one call: a numpy array if numpy is there), the same ioctl
+    from C on the same buffers, and a bare fcntl.ioctl from Python (the
+    interpreter's own floor for one call)."""
+    import fcntl
+
     from cffi import FFI
 
-    from msrctl.abi import address
+    from msrctl import abi
     from msrctl.device import Batch, Device
 
     ffi = FFI()
@@ -38,37 +43,52 @@ def library(reps: int) -> dict[str, float]:
     lib = ffi.dlopen(os.environ["MSRBENCH_LIB"])
     os.sched_setaffinity(0, {0})
     clock = time.perf_counter_ns
+    try:
+        import numpy  # noqa: F401
+
+        results = "numpy"
+    except ImportError:
+        results = "list"
     with Device() as dev:
         batch = Batch(32)
         for i in range(32):
             batch.read(REGS[i % 8], 0)
-        arg = ffi.cast("void *", address(batch._hdr))  # the C side submits exactly the buffers Python does
+        arg = ffi.cast("void *", abi.address(batch._hdr))  # the C side submits exactly the buffers Python does
+        fetch = batch.array if results == "numpy" else batch.values
+        fd, req, buf = dev.fd, abi.IOC_BATCH, batch._hdr_buf
 
         def py_once() -> int:
             t0 = clock()
             dev.submit(batch)
+            fetch()
             return clock() - t0
 
         def c_once() -> int:
-            ns: int = lib.msrbench_submit_ns(dev.fd, arg)
+            ns: int = lib.msrbench_submit_ns(fd, arg)
             if not ns:
                 raise SystemExit("pybench: the C submit failed")
             return ns
 
+        def floor_once() -> int:
+            t0 = clock()
+            fcntl.ioctl(fd, req, buf)
+            return clock() - t0
+
+        arms = [py_once, c_once, floor_once]
         start = clock()
         while clock() - start < WARMUP_NS:
-            py_once()
-            c_once()
-        t_py, t_c = [], []
+            for arm in arms:
+                arm()
+        times: list[list[int]] = [[], [], []]
         for r in range(reps):
-            if r & 1:
-                t_c.append(c_once())
-                t_py.append(py_once())
-            else:
-                t_py.append(py_once())
-                t_c.append(c_once())
+            for k in range(3):
+                j = (r + k) % 3
+                times[j].append(arms[j]())
         batch.check()
-    return {"python_ns": statistics.median(t_py), "c_ns": statistics.median(t_c)}
+        if len(fetch()) != 32:
+            raise SystemExit("pybench: the library returned the wrong number of values")
+    py, c, floor = (statistics.median(t) for t in times)
+    return {"python_ns": py, "c_ns": c, "floor_ns": floor, "results": results}
 
 
 def run_timed(cmd: list[str], env: dict[str, str], expect: int = 0) -> tuple[float, float]:

@@ -40,8 +40,8 @@
  * control) and SMIs may run between two ops.  A STOP ends the batch: later
  * ops must be readable but are neither validated, run nor written back.
  *
- * The kernel writes back only value and err; op, flags, cpu, msr and mask
- * keep what the caller wrote, so a batch can be submitted again unchanged.
+ * The kernel writes only value and err; op, flags, cpu, msr and mask are
+ * never written, so a batch can be submitted again unchanged.
  *
  * value: READ and RDTSC return the value here; WRITE takes it from here and,
  *        with MSRDRV_OPF_MASKED, returns the full value it wrote, but to an
@@ -76,13 +76,17 @@ struct msrdrv_op {
 
 /*
  * Batch header.  The ioctl returns 0 once the batch ran, even when some ops
- * failed (nerrs counts them).  A negative errno means nothing ran: EPROTO
- * (abi_version), EINVAL (unknown op or flag), E2BIG (nops above the
+ * failed (nerrs counts them).  A negative errno means no MSR was written:
+ * EPROTO (abi_version), EINVAL (unknown op or flag), E2BIG (nops above the
  * file's max_ops, or with MSRDRV_BATCH_SNAPSHOT more than section_ops ops
- * that would run on one CPU), EBADF (file not opened for reading), EFAULT (the header or
- * the ops up to the first STOP are not readable and writable), ENOMEM.
- * The one exception: if another thread unmaps or write-protects the memory
- * while the batch runs, the ops ran and the call still fails with EFAULT.
+ * that would run on one CPU), EBADF (file not opened for reading), ENOMEM,
+ * EFAULT (the header or the ops up to the first STOP are not readable and
+ * writable).  A batch with WRITE ops is checked writable before any op
+ * runs; one that only reads may have read MSRs before its results could
+ * not be stored.  The one exception: if another thread unmaps or
+ * write-protects the memory while the batch runs, the ops ran and the call
+ * still fails with EFAULT.  The kernel writes only the header's ndone,
+ * nerrs and self_cpu.
  */
 struct msrdrv_batch {
 	__u32 abi_version;

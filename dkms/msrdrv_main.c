@@ -55,6 +55,14 @@ static_assert(sizeof(struct msrdrv_legacy_cmd) == 16);
 /* Batches this small live on the stack: no allocation on the common path. */
 #define MSRDRV_STACK_OPS	8
 
+/*
+ * For buffers filled before use: spares them the zeroing that
+ * CONFIG_INIT_STACK_ALL_ZERO would do on every call.
+ */
+#ifndef __uninitialized
+#define __uninitialized
+#endif
+
 static unsigned int max_ops = 4096;
 module_param(max_ops, uint, 0444);
 MODULE_PARM_DESC(max_ops, "Most ops in one batch (1-65536, default 4096)");
@@ -266,53 +274,122 @@ static u32 msrdrv_prepare(struct msrdrv_exec *x, unsigned int self,
 	return nrun;
 }
 
-/*
- * One pass before any lock is taken: could these ops need grouping by CPU,
- * and does any write (then lockdown and the open mode are asked)?
- */
-static bool msrdrv_maybe_multi(const struct msrdrv_op *ops, u32 n,
-			       bool *has_writes)
-{
-	u32 i, named = MSRDRV_CPU_SELF;
-	bool self = false, multi = false;
+/* What one pass over a batch, before anything runs, finds out. */
+struct msrdrv_scan {
+	u32 n;		/* ops up to and including the first STOP */
+	u32 named;	/* a CPU some op names, or MSRDRV_CPU_SELF */
+	bool multi;	/* the ops may need more than one CPU */
+	bool has_writes;
+};
 
-	*has_writes = false;
+/*
+ * Check op codes and flags, and see which CPUs the ops name and whether
+ * any writes.  Returns 0 or -EINVAL; nothing has run yet, so a bad batch
+ * loses nothing.
+ */
+static int msrdrv_scan(const struct msrdrv_op *ops, u32 n,
+		       struct msrdrv_scan *s)
+{
+	bool self = false;
+	u32 i;
+
+	*s = (struct msrdrv_scan){ .n = n, .named = MSRDRV_CPU_SELF };
 	for (i = 0; i < n; i++) {
-		if (!msrdrv_op_needs_cpu(&ops[i]))
+		const struct msrdrv_op *op = &ops[i];
+
+		if (op->op > MSRDRV_OP_MAX || op->flags & ~MSRDRV_OPF_ALL)
+			return -EINVAL;
+		if (op->flags && op->op != MSRDRV_OP_WRITE)
+			return -EINVAL;
+		if (op->op == MSRDRV_OP_STOP) {
+			s->n = i + 1;
+			break;
+		}
+		if (!msrdrv_op_needs_cpu(op))
 			continue;
-		if (ops[i].op == MSRDRV_OP_WRITE)
-			*has_writes = true;
-		if (ops[i].cpu == MSRDRV_CPU_SELF)
+		if (op->op == MSRDRV_OP_WRITE)
+			s->has_writes = true;
+		if (op->cpu == MSRDRV_CPU_SELF)
 			self = true;
-		else if (named == MSRDRV_CPU_SELF)
-			named = ops[i].cpu;
-		else if (ops[i].cpu != named)
-			multi = true;
+		else if (s->named == MSRDRV_CPU_SELF)
+			s->named = op->cpu;
+		else if (op->cpu != s->named)
+			s->multi = true;
 	}
-	return multi || (self && named != MSRDRV_CPU_SELF);
+	if (self && s->named != MSRDRV_CPU_SELF)
+		s->multi = true;
+	return 0;
 }
 
 /*
- * Run n validated ops; every op's err is set.  Buffers come first, then
+ * The common case: every op on the calling CPU, all in one section.  With
+ * preemption off that CPU stays ours and online, so this needs no hotplug
+ * lock, no SRCU (the allowlist is read under RCU-sched) and no cross-call.
+ * Returns false, having done nothing, if the ops name another CPU.
+ */
+static bool msrdrv_run_local(struct msrdrv_exec *x, struct msrdrv_policy *pol,
+			     u32 named, u32 *self_cpu)
+{
+	unsigned int self, target;
+	unsigned long irqflags;
+	bool multi;
+	u32 i;
+
+	preempt_disable();
+	self = smp_processor_id();
+	if (named != MSRDRV_CPU_SELF && named != self) {
+		preempt_enable();
+		return false;
+	}
+	msrdrv_policy_begin_atomic(pol);
+	if (msrdrv_prepare(x, self, &multi, &target)) {
+		if (x->nwrites && pol->rawio)
+			msrdrv_policy_rawio_writes(x->wmsr, x->wcpu, x->nwrites);
+		local_irq_save(irqflags);
+		for (i = 0; i < x->n; i++)
+			if (msrdrv_op_runnable(&x->ops[i]))
+				msrdrv_exec_op(x, &x->ops[i]);
+		local_irq_restore(irqflags);
+	}
+	msrdrv_policy_end_atomic(pol);
+	preempt_enable();
+	*self_cpu = self;
+	return true;
+}
+
+/*
+ * Run the scanned ops; every op's err is set.  Buffers come first, then
  * CPU hotplug is held off and the policy fixed (SRCU) until the last op
  * ran, so a revoked allowlist never outlives its SET.  CPU_SELF means the
  * CPU the caller was on at the start, for every section.  Returns 0,
  * -ENOMEM or -E2BIG (a snapshot too long for one section); then nothing
  * ran.
  */
-static int msrdrv_execute(struct file *file, struct msrdrv_op *ops, u32 n,
-			  u32 flags, u32 *self_cpu)
+static int msrdrv_execute(struct file *file, struct msrdrv_op *ops,
+			  const struct msrdrv_scan *s, u32 flags, u32 *self_cpu)
 {
 	struct msrdrv_policy pol;
-	struct msrdrv_exec x = { .ops = ops, .pol = &pol, .n = n };
+	struct msrdrv_exec x __uninitialized;
 	cpumask_var_t mask;
 	unsigned int self, target = 0;
-	bool multi, has_writes, have_mask = false;
+	bool multi, have_mask = false;
 	u32 nrun, longest;
 	int ret = 0;
 
-	if (msrdrv_maybe_multi(ops, n, &has_writes)) {
-		x.order = kvmalloc_array(n, sizeof(*x.order),
+	/* Field by field: an initializer would zero all of x with a string store. */
+	x.ops = ops;
+	x.pol = &pol;
+	x.n = s->n;
+	x.nwrites = 0;
+	x.pos = 0;
+	x.order = NULL;
+	x.start = NULL;
+	msrdrv_policy_gate(&pol, file, s->has_writes);
+	if (!s->multi && s->n <= section_ops &&
+	    msrdrv_run_local(&x, &pol, s->named, self_cpu))
+		return 0;
+	if (s->multi) {
+		x.order = kvmalloc_array(s->n, sizeof(*x.order),
 					 GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		x.start = kvcalloc(nr_cpu_ids + 1, sizeof(*x.start),
 				   GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
@@ -325,7 +402,7 @@ static int msrdrv_execute(struct file *file, struct msrdrv_op *ops, u32 n,
 	}
 
 	cpus_read_lock();
-	msrdrv_policy_begin(&pol, file, has_writes);
+	msrdrv_policy_begin(&pol);
 	self = raw_smp_processor_id();
 	*self_cpu = self;
 	nrun = msrdrv_prepare(&x, self, &multi, &target);
@@ -360,28 +437,6 @@ out:
 	return ret;
 }
 
-/*
- * Check op codes and flags; returns the number of ops up to and including
- * the first STOP, or -EINVAL.  Nothing has run yet, so a bad batch loses
- * nothing.
- */
-static int msrdrv_validate(const struct msrdrv_op *ops, u32 n)
-{
-	u32 i;
-
-	for (i = 0; i < n; i++) {
-		if (ops[i].op > MSRDRV_OP_MAX)
-			return -EINVAL;
-		if (ops[i].flags & ~MSRDRV_OPF_ALL)
-			return -EINVAL;
-		if (ops[i].flags && ops[i].op != MSRDRV_OP_WRITE)
-			return -EINVAL;
-		if (ops[i].op == MSRDRV_OP_STOP)
-			return i + 1;
-	}
-	return n;
-}
-
 /* The most ops one batch may carry on this file. */
 static u32 msrdrv_max_ops(const struct file *file)
 {
@@ -390,19 +445,94 @@ static u32 msrdrv_max_ops(const struct file *file)
 	return mf->rawio ? max_ops : min(max_ops, max_ops_user);
 }
 
+/*
+ * User memory is read and written field by field rather than with
+ * copy_{from,to}_user(): for the few bytes of a small batch single moves
+ * beat a string copy (under emulation by far), and no field but value and
+ * err (and the header's out fields) is ever written.
+ */
+static int msrdrv_get_batch(struct msrdrv_batch *h,
+			    const struct msrdrv_batch __user *u)
+{
+	if (!user_read_access_begin(u, sizeof(*u)))
+		return -EFAULT;
+	unsafe_get_user(h->abi_version, &u->abi_version, efault);
+	unsafe_get_user(h->flags, &u->flags, efault);
+	unsafe_get_user(h->nops, &u->nops, efault);
+	unsafe_get_user(h->ndone, &u->ndone, efault);
+	unsafe_get_user(h->nerrs, &u->nerrs, efault);
+	unsafe_get_user(h->self_cpu, &u->self_cpu, efault);
+	unsafe_get_user(h->ops, &u->ops, efault);
+	user_read_access_end();
+	return 0;
+efault:
+	user_read_access_end();
+	return -EFAULT;
+}
+
+static int msrdrv_get_ops(struct msrdrv_op *ops,
+			  const struct msrdrv_op __user *u, u32 n)
+{
+	u32 i;
+
+	if (!user_read_access_begin(u, array_size(n, sizeof(*u))))
+		return -EFAULT;
+	for (i = 0; i < n; i++) {
+		unsafe_get_user(ops[i].op, &u[i].op, efault);
+		unsafe_get_user(ops[i].flags, &u[i].flags, efault);
+		unsafe_get_user(ops[i].cpu, &u[i].cpu, efault);
+		unsafe_get_user(ops[i].msr, &u[i].msr, efault);
+		unsafe_get_user(ops[i].err, &u[i].err, efault);
+		unsafe_get_user(ops[i].value, &u[i].value, efault);
+		unsafe_get_user(ops[i].mask, &u[i].mask, efault);
+	}
+	user_read_access_end();
+	return 0;
+efault:
+	user_read_access_end();
+	return -EFAULT;
+}
+
+/* The out fields: each op's value and err, then the header's counts. */
+static int msrdrv_put_batch(struct msrdrv_batch __user *uh,
+			    const struct msrdrv_batch *h,
+			    const struct msrdrv_op *ops, u32 n)
+{
+	struct msrdrv_op __user *u = u64_to_user_ptr(h->ops);
+	u32 i;
+
+	if (!user_write_access_begin(u, array_size(n, sizeof(*u))))
+		return -EFAULT;
+	for (i = 0; i < n; i++) {
+		unsafe_put_user(ops[i].err, &u[i].err, efault);
+		unsafe_put_user(ops[i].value, &u[i].value, efault);
+	}
+	user_write_access_end();
+	if (!user_write_access_begin(uh, sizeof(*uh)))
+		return -EFAULT;
+	unsafe_put_user(h->ndone, &uh->ndone, efault);
+	unsafe_put_user(h->nerrs, &uh->nerrs, efault);
+	unsafe_put_user(h->self_cpu, &uh->self_cpu, efault);
+	user_write_access_end();
+	return 0;
+efault:
+	user_write_access_end();
+	return -EFAULT;
+}
+
 static long msrdrv_ioctl_batch(struct file *file,
 			       struct msrdrv_batch __user *uhdr)
 {
-	struct msrdrv_op stack_ops[MSRDRV_STACK_OPS];
-	struct msrdrv_batch hdr;
-	struct msrdrv_op __user *uops;
+	struct msrdrv_op stack_ops[MSRDRV_STACK_OPS] __uninitialized;
 	struct msrdrv_op *ops = stack_ops;
-	u32 i, n, nerrs = 0, self = 0;
+	struct msrdrv_batch hdr;
+	struct msrdrv_scan scan;
+	u32 i, nerrs = 0, self = 0;
 	int ret;
 
 	if (!(file->f_mode & FMODE_READ))
 		return -EBADF;
-	if (copy_from_user(&hdr, uhdr, sizeof(hdr)))
+	if (msrdrv_get_batch(&hdr, uhdr))
 		return -EFAULT;
 	if (hdr.abi_version != MSRDRV_ABI_VERSION)
 		return -EPROTO;
@@ -411,42 +541,38 @@ static long msrdrv_ioctl_batch(struct file *file,
 	if (hdr.nops > msrdrv_max_ops(file))
 		return -E2BIG;
 
-	n = hdr.nops;
-	uops = u64_to_user_ptr(hdr.ops);
-	if (n > MSRDRV_STACK_OPS) {
-		ops = kvmalloc_array(n, sizeof(*ops),
+	if (hdr.nops > MSRDRV_STACK_OPS) {
+		ops = kvmalloc_array(hdr.nops, sizeof(*ops),
 				     GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		if (!ops)
 			return -ENOMEM;
 	}
-	ret = -EFAULT;
-	if (copy_from_user(ops, uops, array_size(n, sizeof(*ops))))
-		goto out;
-	ret = msrdrv_validate(ops, n);
-	if (ret < 0)
-		goto out;
-	n = ret;
-	/*
-	 * Prove the header and the ops writable before anything runs, by
-	 * writing back what they hold: EFAULT then still means nothing ran.
-	 */
-	ret = -EFAULT;
-	if (copy_to_user(uhdr, &hdr, sizeof(hdr)) ||
-	    copy_to_user(uops, ops, array_size(n, sizeof(*ops))))
-		goto out;
-	ret = msrdrv_execute(file, ops, n, hdr.flags, &self);
+	ret = msrdrv_get_ops(ops, u64_to_user_ptr(hdr.ops), hdr.nops);
 	if (ret)
 		goto out;
-	for (i = 0; i < n; i++)
+	ret = msrdrv_scan(ops, hdr.nops, &scan);
+	if (ret)
+		goto out;
+	/*
+	 * A batch that writes MSRs first proves every out field writable, by
+	 * writing back what it holds, so EFAULT still means nothing was
+	 * written.  A batch that only reads changes nothing if its results
+	 * cannot be stored: it skips that.
+	 */
+	if (scan.has_writes) {
+		ret = msrdrv_put_batch(uhdr, &hdr, ops, scan.n);
+		if (ret)
+			goto out;
+	}
+	ret = msrdrv_execute(file, ops, &scan, hdr.flags, &self);
+	if (ret)
+		goto out;
+	for (i = 0; i < scan.n; i++)
 		nerrs += ops[i].err != 0;
-	hdr.ndone = n;
+	hdr.ndone = scan.n;
 	hdr.nerrs = nerrs;
 	hdr.self_cpu = self;
-	ret = -EFAULT;
-	if (copy_to_user(uops, ops, array_size(n, sizeof(*ops))) ||
-	    copy_to_user(uhdr, &hdr, sizeof(hdr)))
-		goto out;
-	ret = 0;
+	ret = msrdrv_put_batch(uhdr, &hdr, ops, scan.n);
 out:
 	if (ops != stack_ops)
 		kvfree(ops);
@@ -461,6 +587,7 @@ static long msrdrv_ioctl_legacy(struct file *file,
 				struct msrdrv_legacy_cmd __user *ucmds)
 {
 	struct msrdrv_legacy_cmd *cmds;
+	struct msrdrv_scan scan;
 	struct msrdrv_op *ops;
 	u32 i, n = 0, self;
 	long ret = -ENOMEM;
@@ -488,11 +615,13 @@ static long msrdrv_ioctl_legacy(struct file *file,
 		if (cmds[n++].op == MSRDRV_OP_STOP)
 			break;
 	}
-	/* As for a batch: EFAULT must mean nothing ran. */
+	/* As for a batch: EFAULT must mean nothing was written. */
 	ret = -EFAULT;
 	if (copy_to_user(ucmds, cmds, array_size(n, sizeof(*cmds))))
 		goto out;
-	ret = msrdrv_execute(file, ops, n, 0, &self);
+	ret = msrdrv_scan(ops, n, &scan);
+	if (!ret)
+		ret = msrdrv_execute(file, ops, &scan, 0, &self);
 	if (ret)
 		goto out;
 	for (i = 0; i < n; i++) {

@@ -22,6 +22,7 @@
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/ratelimit.h>
+#include <linux/rcupdate.h>
 #include <linux/sched.h>
 #include <linux/security.h>
 #include <linux/slab.h>
@@ -42,7 +43,9 @@ struct msrdrv_allowlist_k {
 /*
  * Batches hold SRCU from their policy checks until their last op ran, so
  * SET can wait for every batch that saw the old list (synchronous
- * revocation); SRCU because a batch sleeps between its sections.
+ * revocation); SRCU because a batch sleeps between its sections.  A batch
+ * that runs on its own CPU in one section keeps preemption off instead,
+ * and SET waits for those with synchronize_rcu().
  */
 static struct msrdrv_allowlist_k __rcu *allowlist;
 static DEFINE_MUTEX(allowlist_lock);
@@ -127,14 +130,19 @@ static int msrdrv_policy_write_gate(const struct file *file)
 	return security_locked_down(LOCKDOWN_MSR);
 }
 
-void msrdrv_policy_begin(struct msrdrv_policy *pol, const struct file *file,
-			 bool has_writes)
+void msrdrv_policy_gate(struct msrdrv_policy *pol, const struct file *file,
+			bool has_writes)
 {
 	const struct msrdrv_file *mf = file->private_data;
 
 	pol->rawio = mf->rawio;
 	/* Lockdown is asked only for a batch that writes: it logs. */
 	pol->write_err = has_writes ? msrdrv_policy_write_gate(file) : 0;
+	pol->list = NULL;
+}
+
+void msrdrv_policy_begin(struct msrdrv_policy *pol)
+{
 	pol->srcu_idx = srcu_read_lock(&msrdrv_srcu);
 	pol->list = srcu_dereference(allowlist, &msrdrv_srcu);
 }
@@ -143,6 +151,17 @@ void msrdrv_policy_end(struct msrdrv_policy *pol)
 {
 	pol->list = NULL;
 	srcu_read_unlock(&msrdrv_srcu, pol->srcu_idx);
+}
+
+/* The caller keeps preemption off until end_atomic(): an RCU-sched reader. */
+void msrdrv_policy_begin_atomic(struct msrdrv_policy *pol)
+{
+	pol->list = rcu_dereference_sched(allowlist);
+}
+
+void msrdrv_policy_end_atomic(struct msrdrv_policy *pol)
+{
+	pol->list = NULL;
 }
 
 static int msrdrv_entry_cmp(const void *key, const void *elt)
@@ -316,6 +335,7 @@ static long msrdrv_policy_set(struct file *file,
 	mutex_unlock(&allowlist_lock);
 	/* Wait out every batch that may still run ops checked against old. */
 	synchronize_srcu(&msrdrv_srcu);
+	synchronize_rcu();
 	kvfree(old);
 	pr_info("allowlist %s: %u entries, by %s[%d]\n",
 		list ? "loaded" : "cleared", hdr.nentries, current->comm,

@@ -17,10 +17,12 @@ struct msrdrv_file {
 };
 
 /*
- * One batch's view of the policy, from begin() to end().  begin() enters an
- * SRCU read-side section that end() leaves; the ops run in between, so a
- * SET_ALLOWLIST that returns has waited for every batch that saw the old
- * list.  The section may sleep.
+ * One batch's view of the policy.  gate() fixes the opener's rights and
+ * whether writes may happen at all (it may sleep).  Then either begin() ..
+ * end(), an SRCU read-side section that may sleep, or, with preemption off
+ * throughout, begin_atomic() .. end_atomic(), an RCU-sched one.  The ops
+ * run inside, so a SET_ALLOWLIST that returns has waited for every batch
+ * that saw the old list.
  */
 struct msrdrv_policy {
 	const struct msrdrv_allowlist_k *list;
@@ -31,14 +33,17 @@ struct msrdrv_policy {
 
 int msrdrv_policy_init(void);
 void msrdrv_policy_exit(void);
-void msrdrv_policy_begin(struct msrdrv_policy *pol, const struct file *file,
-			 bool has_writes);
+void msrdrv_policy_gate(struct msrdrv_policy *pol, const struct file *file,
+			bool has_writes);
+void msrdrv_policy_begin(struct msrdrv_policy *pol);
+void msrdrv_policy_begin_atomic(struct msrdrv_policy *pol);
 int msrdrv_policy_check(const struct msrdrv_policy *pol,
 			const struct msrdrv_op *op);
 u64 msrdrv_policy_write_mask(const struct msrdrv_policy *pol,
 			     const struct msrdrv_op *op, bool *may_read);
 void msrdrv_policy_rawio_writes(u32 msr, unsigned int cpu, u32 nwrites);
 void msrdrv_policy_end(struct msrdrv_policy *pol);
+void msrdrv_policy_end_atomic(struct msrdrv_policy *pol);
 u32 msrdrv_policy_access(const struct file *file);
 u32 msrdrv_policy_entries(void);
 long msrdrv_policy_ioctl(struct file *file, unsigned int cmd,

@@ -37,15 +37,24 @@ def stat(
 
     from . import events as ev_mod
     from . import pmu as pmu_mod
+    from . import system
     from .cli_allowlist import _open
     from .region import PmuError, Region
 
+    online = system.online_cpus()
+    if cpu not in online:  # before the PMU: a wrong CPU is the user's to fix, whatever the PMU
+        raise MsrctlError(
+            f"no such CPU {cpu}",
+            f"it is absent or offline (online: {system.cpu_list_text(online)})",
+            "choose an online CPU with -p",
+            errors.NO_CPU,
+        )
     pmu = pmu_mod.detect(cpu)
     if not pmu.present:
         raise MsrctlError(
             "cannot count events",
             pmu.reason,
-            "run on hardware with a PMU, or in a VM with a virtual PMU (KVM: -cpu host)",
+            "run on hardware with a PMU, or in a VM whose hypervisor exposes a virtual PMU",
             errors.NO_PMU,
         )
     events = ev_mod.parse(event_list, pmu.vendor)

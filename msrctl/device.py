@@ -3,9 +3,13 @@
     with Device() as dev:
         batch = Batch()
         tsc = batch.rdtsc(cpu=0)
-        apic = [batch.read(0x1B, cpu=c) for c in range(dev.info().nr_cpu_ids)]
+        apic = [batch.read("IA32_APIC_BASE", cpu=c) for c in online_cpus()]
         dev.submit(batch)
-        print(batch.value(tsc), [hex(batch.value(i)) for i in apic])
+        batch.check()
+        print(batch.value(tsc), [hex(v) for v in batch.values()[1:]])
+
+Ops run on CPU 0 unless given a cpu (as in the CLI and rdmsr); CPU_SELF
+means whichever CPU issues the ioctl (Batch.self_cpu says which).
 
 A Batch owns preallocated C buffers; `clear()` reuses them, so a measurement
 loop allocates nothing per submission.  The kernel writes back only each op's
@@ -91,10 +95,12 @@ class Info:
 
     @property
     def writes_allowed(self) -> bool:
+        """Writes may happen at all: allow_writes=Y and no kernel lockdown."""
         return bool(self.access & abi.ACCESS_WRITE) and not self.lockdown
 
     @property
     def lockdown(self) -> bool:
+        """Kernel lockdown forbids MSR writes (every WRITE op fails with EPERM)."""
         return bool(self.access & abi.ACCESS_LOCKDOWN)
 
 
@@ -109,6 +115,7 @@ class OpResult:
 
     @property
     def ok(self) -> bool:
+        """The op succeeded (err is 0)."""
         return self.err == 0
 
 
@@ -142,9 +149,15 @@ class Batch:
         # The header as a writable buffer: fcntl.ioctl passes it with the
         # least work per call (half of a cffi ABI-mode call to libc's ioctl).
         self._hdr_buf = ffi.buffer(self._hdr)
+        # The ops as machine words, for results in one slice: each op is
+        # 8 int32 (err is the 4th) or 4 uint64 (value is the 3rd).
+        self._i32 = memoryview(ffi.buffer(self._ops)).cast("i")
+        self._u64 = memoryview(ffi.buffer(self._ops)).cast("Q")
+        self._np_values: Any = None
         self._n = 0
 
     def __len__(self) -> int:
+        """The number of queued ops."""
         return self._n
 
     def clear(self) -> None:
@@ -176,23 +189,29 @@ class Batch:
         self._hdr.nops = self._n  # kept current here so submit() does nothing but the ioctl
         return i
 
-    def read(self, msr: int | str, cpu: int = CPU_SELF) -> int:
-        """Queue a read of msr (a number, or a name from `msrctl registers`); returns the op's index."""
+    def read(self, msr: int | str, cpu: int = 0) -> int:
+        """Queue a read of msr (a number, or a name from `msrctl registers`) on cpu; returns the op's index.
+
+        cpu defaults to 0, as in the CLI and rdmsr; CPU_SELF means whichever CPU runs the ioctl."""
         return self._add(abi.OP_READ, cpu, msr)
 
-    def write(self, msr: int | str, value: int, cpu: int = CPU_SELF, mask: int | None = None) -> int:
-        """Write value; with mask, only the bits set in mask change (read-modify-write)."""
+    def write(self, msr: int | str, value: int, cpu: int = 0, mask: int | None = None) -> int:
+        """Queue a write of value to msr on cpu (default 0); with mask, only the bits set in mask
+        change (a read-modify-write in the kernel, with interrupts off).  Returns the op's index."""
         if mask is None:
             return self._add(abi.OP_WRITE, cpu, msr, value)
         return self._add(abi.OP_WRITE, cpu, msr, value, mask, abi.OPF_MASKED)
 
-    def rdtsc(self, cpu: int = CPU_SELF) -> int:
+    def rdtsc(self, cpu: int = 0) -> int:
+        """Queue a read of the time-stamp counter (RDTSC, ordered) on cpu (default 0)."""
         return self._add(abi.OP_RDTSC, cpu)
 
-    def nop(self, cpu: int = CPU_SELF) -> int:
+    def nop(self, cpu: int = 0) -> int:
+        """Queue an op that does nothing (kept for the seed driver's command set)."""
         return self._add(abi.OP_NOP, cpu)
 
     def stop(self) -> int:
+        """Queue a STOP: the batch ends here; later ops are neither run nor written back."""
         return self._add(abi.OP_STOP, CPU_SELF)
 
     def set_value(self, index: int, value: int) -> None:
@@ -201,6 +220,7 @@ class Batch:
 
     @property
     def snapshot(self) -> bool:
+        """Each CPU runs all its ops in one interrupts-off section (MSRDRV_BATCH_SNAPSHOT)."""
         return bool(self._hdr.flags & abi.BATCH_SNAPSHOT)
 
     @property
@@ -214,6 +234,8 @@ class Batch:
         return int(self._hdr.self_cpu)
 
     def value(self, index: int) -> int:
+        """The value of op index after a submission: what a READ or RDTSC read, or a masked
+        WRITE wrote (for the other ops, what was queued)."""
         return int(self._ops[index].value)
 
     def err(self, index: int) -> int:
@@ -225,12 +247,39 @@ class Batch:
         cpu = int(self._ops[index].cpu)
         return self.self_cpu if cpu == CPU_SELF else cpu
 
+    def values(self) -> list[int]:
+        """The value of every op the last submission processed, in op order, in one call."""
+        n = min(self._n, self.done)
+        return self._u64[2 : 4 * n : 4].tolist()
+
+    def errors(self) -> list[int]:
+        """Every processed op's error, in op order: 0 or a positive errno."""
+        n = min(self._n, self.done)
+        return [-e for e in self._i32[3 : 8 * n : 8].tolist()]
+
+    def array(self) -> Any:
+        """values() as a numpy uint64 array (a copy: the next submit does not change it).
+
+        numpy is optional; without it this raises MsrError and values() still works."""
+        if self._np_values is None:
+            try:
+                import numpy
+            except ImportError:
+                raise MsrError(
+                    "Batch.array() needs numpy (pip install numpy, or apt install python3-numpy); "
+                    "Batch.values() gives the same values as a list"
+                ) from None
+            self._np_values = numpy.frombuffer(ffi.buffer(self._ops), dtype=numpy.uint64)[2::4]
+        return self._np_values[: min(self._n, self.done)].copy()
+
     def result(self, index: int) -> OpResult:
+        """Everything about op index after a submission, as one OpResult."""
         o = self._ops[index]
         op = abi.OP_NAMES.get(o.op, str(o.op))
         return OpResult(index, op, self.cpu(index), int(o.msr), int(o.value), -int(o.err))
 
     def results(self) -> list[OpResult]:
+        """An OpResult for every op the last submission processed."""
         return [self.result(i) for i in range(min(self._n, self.done))]
 
     def __iter__(self) -> Iterator[OpResult]:
@@ -263,6 +312,13 @@ def _open(path: str, write: bool) -> int:
         raise DeviceError(f"cannot open {path}: {e.strerror}", e.errno or 0) from None
 
 
+def online_cpus() -> list[int]:
+    """The CPUs that are online now (ops on an absent or offline CPU fail with ENXIO)."""
+    from .system import online_cpus as _online
+
+    return _online()
+
+
 class Device:
     """An open /dev/msrdrv; use as a context manager or call close().
 
@@ -284,6 +340,7 @@ class Device:
             self.fd = _open(path, False)
 
     def close(self) -> None:
+        """Close the device (idempotent)."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -295,9 +352,11 @@ class Device:
         self.close()
 
     def fileno(self) -> int:
+        """The open file descriptor, for select/poll or os calls."""
         return self.fd
 
     def info(self) -> Info:
+        """The module's limits and features, and what this open file may do (INFO ioctl)."""
         info: Any = ffi.new("struct msrdrv_info *")
         if _ioctl(self.fd, _INFO_REQ, ffi.cast("void *", info)) < 0:
             err = ffi.errno

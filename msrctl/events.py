@@ -109,8 +109,15 @@ def _raw(text: str, vendor: str) -> Event:
     return Event(text, event, umask, cmask, "inv" in flags, "edge" in flags, "os" in flags)
 
 
-def parse(names: str, vendor: str) -> list[Event]:
-    """A comma-separated event list: names from the table or raw event:umask."""
+def parse(names: str, vendor: str | None = None) -> list[Event]:
+    """A comma-separated event list: names from the table or raw event:umask.
+
+    vendor ("intel" or "amd") picks the encodings; by default this machine's
+    CPU vendor, so the same code programs the right events on either."""
+    if vendor is None:
+        from .pmu import cpu_vendor
+
+        vendor = cpu_vendor()
     events = []
     known = table(vendor)
     for raw in (n.strip() for n in names.split(",")):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,11 @@ def _vendor(name: str) -> str:
     return {"GenuineIntel": "intel", "AuthenticAMD": "amd", "HygonGenuine": "amd"}.get(name, "other")
 
 
+def cpu_vendor() -> str:
+    """This machine's CPU vendor as events and Pmu name it: "intel", "amd" or "other"."""
+    return _vendor(_cpuinfo()[0])
+
+
 def from_cpuid(cpuid: Any) -> Pmu:
     """Decode the PMU from CPUID leaves (cpuid: leaf, subleaf -> eax, ebx, ecx, edx)."""
     max_leaf, b, c, d = cpuid(0)
@@ -136,6 +141,9 @@ def from_cpuid(cpuid: Any) -> Pmu:
     return Pmu(vendor, False, "cpuid", reason="not an Intel or AMD CPU")
 
 
+VM_NOTE = "this is a virtual machine without a virtual PMU (the hypervisor must expose one)"
+
+
 def from_cpuinfo(vendor_id: str, flags: set[str]) -> Pmu:
     """The fallback: presence from /proc/cpuinfo flags, typical sizes assumed."""
     vendor = _vendor(vendor_id)
@@ -143,22 +151,39 @@ def from_cpuinfo(vendor_id: str, flags: set[str]) -> Pmu:
         return Pmu(vendor, True, "cpuinfo", 2, 4, 48, 3, 48)
     if vendor == "amd" and ("perfctr_core" in flags or "hypervisor" not in flags):
         return Pmu(vendor, True, "cpuinfo", 1, 6 if "perfctr_core" in flags else 4, 48)
-    why = "the CPU flags show no architectural performance monitoring (arch_perfmon)"
+    flag = {"intel": "arch_perfmon", "amd": "perfctr_core"}.get(vendor)
+    why = f"the CPU flags show no performance monitoring ({flag})" if flag else "not an Intel or AMD CPU"
     if "hypervisor" in flags:
-        why += "; this is a virtual machine without a virtual PMU (QEMU TCG has none; KVM needs -cpu host,pmu=on)"
+        why += f"; {VM_NOTE}"
     return Pmu(vendor, False, "cpuinfo", reason=why)
 
 
-def detect(cpu: int = 0) -> Pmu:
+PERF_DEVICES = Path("/sys/bus/event_source/devices")
+
+
+def kernel_has_core_pmu(devices: Path = PERF_DEVICES) -> bool | None:
+    """Whether the kernel's perf found a core PMU (None: sysfs cannot tell).
+
+    CPUID alone cannot say: an AMD CPU in a VM reports its counters whether
+    or not the hypervisor backs them, and the kernel, which probes them,
+    then registers no `cpu` event source."""
+    if not devices.is_dir():
+        return None
+    return any((devices / name).exists() for name in ("cpu", "cpu_core", "cpu_atom"))
+
+
+def detect(cpu: int = 0, devices: Path = PERF_DEVICES) -> Pmu:
+    """The PMU of this CPU as the hardware and the kernel both see it."""
     cpuid = cpuid_reader(cpu)
-    if cpuid is not None:
-        pmu = from_cpuid(cpuid)
-        if not pmu.present:
-            _, flags = _cpuinfo()
-            if "hypervisor" in flags:
-                pmu = Pmu(pmu.vendor, False, "cpuid", reason=pmu.reason + "; this is a virtual machine")
-        return pmu
-    return from_cpuinfo(*_cpuinfo())
+    pmu = from_cpuid(cpuid) if cpuid is not None else from_cpuinfo(*_cpuinfo())
+    _, flags = _cpuinfo()
+    vm = f"; {VM_NOTE}" if "hypervisor" in flags and VM_NOTE not in pmu.reason else ""
+    if not pmu.present:
+        return replace(pmu, reason=pmu.reason + vm)
+    if kernel_has_core_pmu(devices) is False:
+        why = f"the kernel found no core PMU (no cpu event source in {devices}; see dmesg 'Performance Events')"
+        return Pmu(pmu.vendor, False, pmu.source, reason=why + vm)
+    return pmu
 
 
 def nmi_watchdog_on() -> bool:

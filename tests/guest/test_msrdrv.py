@@ -30,6 +30,7 @@ from conftest import (
 )
 
 from msrctl import allowlist
+from msrctl.device import CPU_SELF
 
 APIC_BASE = 0x1B
 TSC_AUX = 0xC0000103
@@ -86,6 +87,22 @@ def test_apic_base_on_every_cpu_in_one_batch(dev: Device, cpus: list[int]) -> No
     assert got == {c: 0xFEE00900 if c == 0 else 0xFEE00800 for c in cpus}
 
 
+def test_results_in_one_call_match_op_by_op(dev: Device, cpus: list[int]) -> None:
+    """values(), errors() and array() against the per-op accessors, with a failed op and a STOP."""
+    b = Batch(8)
+    for c in cpus:
+        b.read(APIC_BASE, c)
+    bad = b.write(PKRS, 1 << 40, 0)  # a reserved bit: EIO, the rest still runs
+    b.stop()
+    b.read(APIC_BASE, 0)  # after the STOP: not processed
+    assert dev.submit(b) == 1
+    n = len(cpus) + 2
+    assert b.values() == [b.value(i) for i in range(n)]
+    assert b.errors() == [b.err(i) for i in range(n)] and b.errors()[bad] == errno.EIO
+    assert b.values()[: len(cpus)] == [0xFEE00900 if c == 0 else 0xFEE00800 for c in cpus]
+    assert b.array().tolist() == b.values()
+
+
 def test_rdtsc_monotonic_within_a_batch(dev: Device, cpus: list[int]) -> None:
     for cpu in cpus:
         b = Batch(64)
@@ -118,8 +135,8 @@ def test_self_cpu_runs_on_calling_cpu(dev: Device, cpus: list[int]) -> None:
         for cpu in cpus:
             os.sched_setaffinity(0, {cpu})
             b = Batch(2)
-            b.read(APIC_BASE)
-            b.rdtsc()
+            b.read(APIC_BASE, CPU_SELF)
+            b.rdtsc(CPU_SELF)
             assert dev.submit(b) == 0
             assert b.cpu(0) == cpu and b.cpu(1) == cpu  # the kernel reports where it ran
             assert b.value(0) == (0xFEE00900 if cpu == 0 else 0xFEE00800)

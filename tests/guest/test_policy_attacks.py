@@ -319,6 +319,26 @@ def test_unwritable_memory_is_efault_before_anything_runs(policy: Device, case: 
         pages.close()
 
 
+@pytest.mark.parametrize("ro", ["header", "ops"])
+def test_read_only_batch_in_read_only_memory_is_efault(policy: Device, ro: str) -> None:
+    """A batch that only reads skips the proof of writability (reading changes
+    nothing) but still fails as a whole when its results cannot be stored."""
+    pages = Pages(2)
+    try:
+        ops = ffi.cast("struct msrdrv_op *", pages.page(1))
+        ops[0].op, ops[0].cpu, ops[0].msr = abi.OP_READ, 0, APIC_BASE
+        hdr = ffi.cast("struct msrdrv_batch *", pages.page(0))
+        hdr.abi_version, hdr.nops, hdr.ops, hdr.ndone = abi.ABI_VERSION, 1, pages.page(1), 77
+        pages.read_only(0 if ro == "header" else 1)
+        assert abi.ioctl(policy.fd, abi.IOC_BATCH, hdr) == -errno.EFAULT
+        if ro == "header":  # the ops were writable: the value may be there, the header is untouched
+            assert hdr.ndone == 77
+        else:
+            assert ops[0].value == 0 and hdr.ndone == 77  # nothing stored anywhere
+    finally:
+        pages.close()
+
+
 def test_legacy_cmds_in_read_only_memory_is_efault_before_anything_runs(policy: Device) -> None:
     pages = Pages(1)
     try:

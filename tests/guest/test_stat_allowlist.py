@@ -83,6 +83,25 @@ def test_stat_says_clearly_that_there_is_no_pmu(dev: Device) -> None:
         region.Region(dev, events.parse("cycles", "intel"), cpu=0)  # detection itself refuses
 
 
+def test_stat_on_a_cpu_that_does_not_exist_is_exit_2() -> None:
+    r = msrctl("stat", "-p", "99", "--", "true")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("msrctl: error: no such CPU 99: it is absent or offline (online: 0-")
+
+
+def test_pmu_detection_believes_the_kernel_not_cpuid_alone() -> None:
+    """With the cpuid driver loaded, root reads CPUID: this TCG CPU may still list
+    counters there (AMD's K7 four are implied), but the kernel registered no core PMU."""
+    subprocess.run(["modprobe", "cpuid"], check=True)
+    assert Path("/dev/cpu/0/cpuid").exists()
+    assert not Path("/sys/bus/event_source/devices/cpu").exists()
+    rep = json.loads(msrctl("status", "--json").stdout)["pmu"]
+    assert rep["present"] is False and rep["source"] == "cpuid" and rep["gp_counters"] == 0
+    r = msrctl("stat", "-e", "cycles", "--", "true")
+    assert r.returncode == 7 and "Traceback" not in r.stderr
+    assert "virtual PMU" in r.stderr and "QEMU" not in r.stderr
+
+
 INTEL_V4 = Pmu("intel", True, "test", 4, 4, 48, 3, 48)
 
 

@@ -25,9 +25,9 @@ def test_snapshot_sets_the_batch_flag() -> None:
 def test_cpu_self_ops_report_the_cpu_that_ran_them() -> None:
     """The kernel leaves op.cpu as given and says in hdr.self_cpu where CPU_SELF ops ran."""
     b = Batch(4)
-    own = b.read(0x10)
+    own = b.read(0x10, CPU_SELF)
     named = b.read(0x10, cpu=1)
-    tsc = b.rdtsc()
+    tsc = b.rdtsc(CPU_SELF)
     b._hdr.ndone = 3  # what a submission on CPU 3 writes back
     b._hdr.self_cpu = 3
     assert b._ops[own].cpu == CPU_SELF  # the input stays
@@ -156,3 +156,63 @@ def test_the_package_is_typed_and_exports_device_to_type_checkers() -> None:
     guarded = [n for n in ast.walk(tree) if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test)]
     names = {a.name for n in guarded for i in ast.walk(n) if isinstance(i, ast.ImportFrom) for a in i.names}
     assert set(msrctl.__all__) - {"__version__"} <= names
+
+
+def processed(b: Batch, n: int) -> None:
+    """What a submission that processed n ops writes back into the header."""
+    b._hdr.ndone = n
+
+
+def test_values_and_errors_come_out_in_one_call_in_op_order() -> None:
+    b = Batch(8)
+    for msr in (0x10, 0x1B, 0x0):
+        b.read(msr, cpu=0)
+    b._ops[0].value, b._ops[1].value, b._ops[2].err = 2**64 - 1, 0xFEE00900, -errno.EIO
+    processed(b, 3)
+    assert b.values() == [2**64 - 1, 0xFEE00900, 0]
+    assert b.errors() == [0, 0, errno.EIO]
+    assert b.values() == [r.value for r in b.results()] and b.errors() == [r.err for r in b.results()]
+    processed(b, 1)  # a STOP after the first op: only what was processed
+    assert b.values() == [2**64 - 1] and b.errors() == [0]
+
+
+def test_array_is_a_uint64_copy() -> None:
+    np = pytest.importorskip("numpy")
+    b = Batch(4)
+    b.read(0x10, cpu=0)
+    b.read(0x10, cpu=1)
+    b._ops[0].value, b._ops[1].value = 2**64 - 1, 5
+    processed(b, 2)
+    a = b.array()
+    assert a.dtype == np.uint64 and a.tolist() == [2**64 - 1, 5]
+    b._ops[1].value = 6  # the next submission does not change an array already returned
+    assert a.tolist() == [2**64 - 1, 5] and b.array().tolist() == [2**64 - 1, 6]
+
+
+def test_array_without_numpy_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "numpy", None)  # import numpy now raises ImportError
+    b = Batch(2)
+    b.read(0x10, cpu=0)
+    processed(b, 1)
+    with pytest.raises(Exception, match=r"needs numpy .*python3-numpy.*values\(\)"):
+        b.array()
+    assert b.values() == [0]
+
+
+def test_ops_default_to_cpu_0_like_the_cli_and_rdmsr() -> None:
+    b = Batch(5)
+    ops = [b.read(0x10), b.write(0x10, 1), b.rdtsc(), b.nop()]
+    assert [b._ops[i].cpu for i in ops] == [0, 0, 0, 0]
+    assert b._ops[b.stop()].cpu == CPU_SELF  # a STOP runs nowhere
+
+
+def test_public_names_are_documented() -> None:
+    import msrctl
+
+    for name in msrctl.__all__:
+        obj = getattr(msrctl, name)
+        if callable(obj):
+            assert obj.__doc__, name
+            for attr, member in vars(obj).items() if isinstance(obj, type) else []:
+                if not attr.startswith("_") and callable(getattr(member, "fget", member)):
+                    assert getattr(member, "fget", member).__doc__, f"{name}.{attr}"

@@ -4,11 +4,13 @@ detection from CPUID, and the region's planned batches, on the host."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from msrctl import events, region
+from msrctl import pmu as pmu_mod
 from msrctl.device import Batch
 from msrctl.errors import UsageError
 from msrctl.events import Event, decode, encode
@@ -118,6 +120,38 @@ def test_amd_core_counters() -> None:
     assert pmu.evtsel(1) == 0xC0010202 and pmu.counter(1) == 0xC0010203
 
 
+AMD_VM_CPUID = {0: vendor_leaf(0x10, b"AuthenticAMD"), 0x80000000: (0x80000008, 0, 0, 0)}
+
+
+@pytest.mark.parametrize("kernel_pmu", [True, False, None])
+def test_detection_needs_the_kernel_to_have_found_the_pmu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_pmu: bool | None
+) -> None:
+    """An AMD VM without a vPMU still reports K7 counters in CPUID; the kernel, which probes
+    them, registers no `cpu` event source, and then there is no PMU (not 4 counters of zeros)."""
+    devices = tmp_path / "devices"
+    if kernel_pmu is not None:
+        (devices / "software").mkdir(parents=True)
+        if kernel_pmu:
+            (devices / "cpu").mkdir()
+    monkeypatch.setattr(pmu_mod, "cpuid_reader", lambda cpu=0: fake_cpuid(AMD_VM_CPUID))
+    monkeypatch.setattr(pmu_mod, "_cpuinfo", lambda: ("AuthenticAMD", {"fpu", "msr", "hypervisor"}))
+    found = pmu_mod.detect(0, devices)
+    if kernel_pmu is False:
+        assert not found.present
+        assert "kernel found no core PMU" in found.reason and "virtual PMU" in found.reason
+        assert "Intel" not in found.describe() and "QEMU" not in found.describe()
+    else:  # the kernel has one, or sysfs cannot tell: CPUID decides
+        assert found.present and (found.vendor, found.gp_counters) == ("amd", 4)
+
+
+def test_no_pmu_reasons_name_the_vendors_own_flag() -> None:
+    amd = from_cpuinfo("AuthenticAMD", {"fpu", "hypervisor"})
+    assert not amd.present and "perfctr_core" in amd.reason and "arch_perfmon" not in amd.reason
+    intel = from_cpuinfo("GenuineIntel", {"fpu"})
+    assert "arch_perfmon" in intel.reason and "virtual" not in intel.reason  # not a VM: no VM advice
+
+
 # --- the region's batches --------------------------------------------------------
 
 INTEL_V4 = Pmu("intel", True, "test", 4, 4, 48, 3, 48)
@@ -196,3 +230,11 @@ def test_region_restores_everything_and_leaves_others_counters_alone() -> None:
 def test_region_refuses_without_pmu() -> None:
     with pytest.raises(region.PmuError, match="virtual PMU"):
         region.Region(Sim({}), [Event("cycles", 0x3C)], pmu=from_cpuinfo("GenuineIntel", {"hypervisor"}))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("vendor_id", ["AuthenticAMD", "GenuineIntel"])
+def test_events_default_to_this_machines_vendor(monkeypatch: pytest.MonkeyPatch, vendor_id: str) -> None:
+    monkeypatch.setattr(pmu_mod, "_cpuinfo", lambda: (vendor_id, set()))
+    vendor = "amd" if vendor_id == "AuthenticAMD" else "intel"
+    assert events.parse("instructions,branch-misses") == events.parse("instructions,branch-misses", vendor)
+    assert events.parse("instructions") != events.parse("instructions", "intel" if vendor == "amd" else "amd")
