@@ -50,6 +50,23 @@ def permission_fix(node: system.Node, user: system.User) -> tuple[str, str]:
 def open_error(path: str, err: int) -> MsrctlError:
     what = f"cannot open {path}"
     if err == errno.ENOENT:
+        if path not in (system.DEFAULT_DEVICE, str(system.sysroot() / "dev/msrdrv")):
+            # A path the user chose: the path is the first suspect, whatever the module's state.
+            loaded = system.module_loaded()
+            return MsrctlError(
+                what,
+                "no such file" + ("" if loaded else " (and msrdrv is not loaded)"),
+                f"check the path given with --device or MSRCTL_DEVICE (msrdrv's node is {system.DEFAULT_DEVICE})"
+                + ("" if loaded else "; load msrdrv with `msrctl load` (as root)"),
+                errors.NOT_LOADED,
+            )
+        if not system.module_support():
+            return MsrctlError(
+                what,
+                "msrdrv is not loaded, and this kernel cannot load modules (no /proc/modules)",
+                "boot a kernel built with module support (CONFIG_MODULES=y), such as Debian's linux-image-amd64",
+                errors.NOT_LOADED,
+            )
         if not system.module_loaded():
             return MsrctlError(what, "msrdrv module not loaded", "run `msrctl load` (as root)", errors.NOT_LOADED)
         return MsrctlError(

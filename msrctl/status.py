@@ -130,8 +130,13 @@ def report(device: str) -> dict[str, Any]:
         "dkms": system.dkms_status(),
         "pmu": _pmu(),
     }
-    if not module["module_support"]:
-        _problem(problems, errors.MODULE, "this kernel cannot load modules", "boot a kernel with CONFIG_MODULES=y")
+    if not module["module_support"]:  # not loaded (5), and why it cannot be
+        _problem(
+            problems,
+            errors.NOT_LOADED,
+            "msrdrv module not loaded, and this kernel cannot load modules (no /proc/modules)",
+            "boot a kernel built with module support (CONFIG_MODULES=y), such as Debian's linux-image-amd64",
+        )
     elif not loaded:
         fix = "run: sudo msrctl load" if module["file"] else diagnose_install()
         _problem(problems, errors.NOT_LOADED, "msrdrv module not loaded", fix)
