@@ -30,10 +30,20 @@ _OP_FIX = "use read, write, rdtsc, nop or stop"
 
 
 def parse(text: str, source: str, online: Callable[[], list[int]]) -> list[Op]:
-    """All ops of a batch input, JSON or text by its first character."""
+    """All ops of a batch input, JSON or text by its first character.
+
+    A UTF-8 byte-order mark (as some editors write) is skipped.  Raises
+    UsageError for input that holds no op, naming what it holds instead."""
+    text = text[1:] if text.startswith("\ufeff") else text
     if text.lstrip()[:1] in ("[", "{"):
-        return parse_json(text, source, online)
-    return parse_text(text, source, online)
+        ops = parse_json(text, source, online)
+        if not ops:
+            raise UsageError(f"{source}: no ops", "the JSON holds an empty list of ops", 'add ops: [{"op": "read", ...}]')
+        return ops
+    ops = parse_text(text, source, online)
+    if not ops:
+        raise UsageError(f"{source}: no ops", "the input holds only blank lines and comments", "add ops")
+    return ops
 
 
 def _unknown_op(word: str) -> UsageError:
@@ -78,8 +88,14 @@ def _text_line(words: list[str], where: str, online: Callable[[], list[int]]) ->
     mask = None
     rest = args[len(positional) :]
     allowed = {"read": ("cpu", "cpus"), "rdtsc": ("cpu", "cpus"), "write": ("cpu", "cpus", "mask")}.get(kind, ())
+    seen: set[str] = set()
     while rest:
         key = rest[0].lower()
+        if key in ("cpu", "cpus", "mask") and ("cpu" if key == "cpus" else key) in seen:
+            raise UsageError(
+                f"'{rest[0]}' given twice", "an op takes one", "give it once (a CPU LIST like 0,2-5 for several)"
+            )
+        seen.add("cpu" if key == "cpus" else key)
         if key not in allowed:
             extra = f"'{rest[0]}' after {kind}"
             fix = f"options here: {', '.join(allowed)}" if allowed else f"{kind} takes no arguments"
@@ -105,11 +121,31 @@ def _field(item: dict[str, Any], key: str, parse_fn: Callable[[str], int]) -> in
     return parse_fn(str(raw))
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object hook: a key given twice is an error, not last-wins."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def parse_json(text: str, source: str, online: Callable[[], list[int]]) -> list[Op]:
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as e:
         raise UsageError(f"{source}:{e.lineno}:{e.colno}: invalid JSON", e.msg, "fix the syntax") from None
+    except _DuplicateKey as e:
+        raise UsageError(f'{source}: key "{e.args[0]}" given twice', "in one JSON object", "give it once") from None
+    except RecursionError:
+        raise UsageError(
+            f"{source}: malformed batch", "the JSON is nested too deeply", 'write a list of ops: [{"op": "read", ...}]'
+        ) from None
     if isinstance(data, dict):
         data = data.get("ops", [data])
     if not isinstance(data, list):
@@ -150,7 +186,11 @@ def _json_op(item: Any, where: str, online: Callable[[], list[int]]) -> list[Op]
     value = _field(item, "value", parse_value) if "value" in item else 0
     mask = _field(item, "mask", lambda s: parse_value(s, "mask")) if "mask" in item else None
     cpus = [0]
+    if "cpu" in item and "cpus" in item:
+        raise UsageError('both "cpu" and "cpus"', "they mean the same", 'give one: "cpus": "0-3"')
     spec = item.get("cpus", item.get("cpu"))
+    if spec == []:
+        raise UsageError(f"empty CPU list {json.dumps(spec)}", "the op would run nowhere", 'give CPUs: "cpus": [0, 1]')
     if isinstance(spec, list):
         if not all(isinstance(c, int) and not isinstance(c, bool) for c in spec):
             raise UsageError(

@@ -6,8 +6,10 @@ commands that need them.  Annotations stay evaluable by typer 0.7 on Python
 3.9, hence Optional/List rather than `X | None` and no __future__ import.
 """
 
+import errno
 import json
 import os
+import re
 import signal
 import sys
 from enum import Enum
@@ -301,8 +303,6 @@ def batch(
             f"cannot read {source}", why, "give a readable text or JSON ops file, or - for stdin"
         ) from None
     ops = parse(text, source, online_cpus)
-    if not ops:
-        raise UsageError(f"{source}: no ops", "the input holds only blank lines and comments", "add ops")
     results, reason = _run(ctx, ops)
     failures = _failures(results, reason)
     if as_json:
@@ -400,9 +400,9 @@ class Generated(str, Enum):
 @app.command()
 def generate(
     what: Generated = typer.Argument(..., help="udev-rule (60-msrdrv.rules) or modprobe (msrdrv.conf)."),  # noqa: B008 (typer idiom)
-    group: str = typer.Option("msr", "--group", help="udev rule: group owning /dev/msrdrv."),
-    mode: str = typer.Option(
-        "0660", "--mode", help="udev rule: node mode; 0640 makes the group read-only (no writes)."
+    group: Optional[str] = typer.Option(None, "--group", help="udev rule: group owning /dev/msrdrv (default msr)."),
+    mode: Optional[str] = typer.Option(
+        None, "--mode", help="udev rule: node mode (default 0660); 0640 makes the group read-only (no writes)."
     ),
     max_ops: Optional[int] = typer.Option(None, "--max-ops", min=1, max=65536, help="modprobe: max_ops."),
     max_ops_user: Optional[int] = typer.Option(
@@ -419,9 +419,29 @@ def generate(
     """Render a configuration file from its template."""
     from . import render
 
+    udev = {"--group": group, "--mode": mode}
+    modprobe = {"--max-ops": max_ops, "--max-ops-user": max_ops_user, "--section-ops": section_ops}
+    modprobe["--allow-writes"] = allow_writes
+    other = modprobe if what == Generated.udev_rule else udev
+    stray = [name for name, value in other.items() if value is not None]
+    if stray:
+        raise UsageError(
+            f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply to {what.value}",
+            f"{'they shape' if len(stray) > 1 else 'it shapes'} the "
+            f"{'modprobe file' if what == Generated.udev_rule else 'udev rule'}",
+            "leave it out, or generate that file",
+        )
     if what == Generated.udev_rule:
+        mode = "0660" if mode is None else mode
         if not (len(mode) == 4 and all(c in "01234567" for c in mode)):
             raise UsageError(f"malformed mode '{mode}'", "expected four octal digits", "write it like 0660")
+        group = "msr" if group is None else group
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", group):
+            raise UsageError(
+                f"malformed group name '{group}'",
+                "a group name is 1-32 lower-case letters, digits, _ or -, not starting with a digit or -",
+                "give an existing group, e.g. --group msr",
+            )
         text = render.udev_rule(group, mode)
     else:
         text = render.modprobe_conf(max_ops, allow_writes, max_ops_user, section_ops)
@@ -452,6 +472,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `msrctl read -a ... | head` ends quietly
     try:
         code = app(args=args, prog_name="msrctl", standalone_mode=False)
+        sys.stdout.flush()  # here, so that a full disk is reported like any other failure
+    except OSError as e:
+        if e.errno not in _OUTPUT_ERRNOS:
+            return _internal_error(e)
+        _discard_stdout()
+        _say_error(f"cannot write the output: {e.strerror}; free space, or send the output elsewhere")
+        return errors.FAILURE
     except MsrctlError as e:
         _say_error(e.message)
         return e.code
@@ -468,11 +495,29 @@ def main(argv: Optional[list[str]] = None) -> int:
         _say_error("interrupted")
         return 130
     except Exception as e:  # a bug: still one line, unless debugging
-        if os.environ.get("MSRCTL_DEBUG"):
-            raise
-        _say_error(f"internal error: {type(e).__name__}: {e}; rerun with MSRCTL_DEBUG=1 and report the traceback")
-        return errors.FAILURE
+        return _internal_error(e)
     return code if isinstance(code, int) else errors.OK
+
+
+# Failures of writing stdout itself (file, pipe or terminal), not of msrctl's work.
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _discard_stdout() -> None:
+    """Point fd 1 at /dev/null, so the unwritten rest does not fail again at exit."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
+
+
+def _internal_error(e: Exception) -> int:
+    if os.environ.get("MSRCTL_DEBUG"):
+        raise e
+    _say_error(f"internal error: {type(e).__name__}: {e}; rerun with MSRCTL_DEBUG=1 and report the traceback")
+    return errors.FAILURE
 
 
 def _exit(code: int) -> NoReturn:

@@ -67,6 +67,9 @@ def test_text_good() -> None:
         ("read 0x10 extra", "ops.txt:3: unexpected 'extra' after read"),
         ("nop 1", "ops.txt:3: unexpected '1' after nop: not part of this op's syntax; nop takes no arguments"),
         ("read 0x1_0000_0000", "ops.txt:3: MSR 0x1_0000_0000 is too large"),
+        ("read 0x10 cpu 0 cpu 1", "ops.txt:3: 'cpu' given twice: an op takes one"),
+        ("read 0x10 cpu 0 cpus 1", "ops.txt:3: 'cpus' given twice"),
+        ("write 0x10 1 mask 1 mask 2", "ops.txt:3: 'mask' given twice"),
     ],
 )
 def test_text_bad(line: str, message: str) -> None:
@@ -115,6 +118,13 @@ def test_json_good() -> None:
         ("[1]", "ops.json: op 1: malformed op"),
         ('{"ops": 5}', "ops.json: malformed batch"),
         ('[{"op": "read",\n  "msr": }]', "ops.json:2:10: invalid JSON: Expecting value"),
+        ('[{"op": "read", "msr": 16, "cpu": 0, "cpus": 1}]', 'ops.json: op 1: both "cpu" and "cpus"'),
+        ('[{"op": "read", "msr": 16, "cpu": 0, "cpu": 1}]', 'ops.json: key "cpu" given twice'),
+        ('[{"op": "write", "msr": 16, "value": 1, "mask": 1, "mask": 2}]', 'ops.json: key "mask" given twice'),
+        ('[{"op": "read", "msr": 16, "cpus": []}]', "ops.json: op 1: empty CPU list []: the op would run nowhere"),
+        ("[" * 100_000 + "]" * 100_000, "ops.json: malformed batch: the JSON is nested too deeply"),
+        ("[]", "ops.json: no ops: the JSON holds an empty list of ops"),
+        ('{"ops": []}', "ops.json: no ops: the JSON holds an empty list"),
     ],
 )
 def test_json_bad(text: str, message: str) -> None:
@@ -124,4 +134,10 @@ def test_json_bad(text: str, message: str) -> None:
 
 
 def test_empty_input() -> None:
-    assert parse("# only a comment\n\n", "x", online) == []
+    with pytest.raises(UsageError, match="x: no ops: the input holds only blank lines and comments"):
+        parse("# only a comment\n\n", "x", online)
+
+
+def test_a_utf8_byte_order_mark_is_skipped() -> None:
+    assert parse("\ufeffread 0x10\n", "x", online) == [Op("read", 0, 0x10, where="x:1")]
+    assert parse('\ufeff[{"op": "read", "msr": 16}]', "x", online) == [Op("read", 0, 0x10, where="x: op 1")]

@@ -104,6 +104,11 @@ def test_without_module_support_read_does_not_advise_loading(env: dict[str, str]
         (["registers", "nosuchreg"], "no register matches 'nosuchreg'"),
         (["batch", "/nonexistent/ops.txt"], "cannot read /nonexistent/ops.txt: No such file or directory"),
         (["generate", "udev-rule", "--mode", "66"], "malformed mode '66'"),
+        (["generate", "udev-rule", "--group", 'a"b'], "malformed group name 'a\"b': a group name is 1-32"),
+        (["generate", "udev-rule", "--group", ""], "malformed group name ''"),
+        (["generate", "udev-rule", "--group", "x", "--max-ops", "5"], "--max-ops does not apply to udev-rule"),
+        (["generate", "modprobe", "--group", "msr", "--mode", "0640"], "--group, --mode do not apply to modprobe"),
+        (["stat", "-p", "-1", "--", "true"], "msrctl stat: Invalid value for '-p'"),
     ],
 )
 def test_usage_errors(env: dict[str, str], args: list[str], message: str) -> None:
@@ -289,3 +294,26 @@ def test_lazy_imports(env: dict[str, str], args: list[str], device: bool, table:
     assert bool(loaded & DEVICE) == device, loaded & DEVICE
     assert "msrctl.device" in loaded if device else True
     assert ("msrctl.registers" in loaded) == table
+
+
+def test_a_full_disk_is_one_line_not_an_internal_error(env: dict[str, str]) -> None:
+    with open("/dev/full", "w") as full:
+        res = subprocess.run(
+            [sys.executable, "-m", "msrctl", "registers"], stdout=full, stderr=subprocess.PIPE, text=True, env=env
+        )
+    assert res.returncode == errors.FAILURE
+    assert res.stderr == (
+        "msrctl: error: cannot write the output: No space left on device; free space, or send the output elsewhere\n"
+    )
+
+
+def test_batch_input_with_a_bom_and_typos_in_keys(env: dict[str, str], tmp_path: Path) -> None:
+    ops = tmp_path / "ops.txt"
+    ops.write_bytes(b"\xef\xbb\xbfread 0x10 cpu 0 cpu 1\n")
+    res = msrctl(env, "batch", str(ops))
+    assert res.returncode == errors.USAGE
+    assert one_error(res).startswith(f"{ops}:1: 'cpu' given twice")  # the BOM did not hide the op
+    res = msrctl(env, "batch", stdin="[" * 50_000 + "]" * 50_000)
+    assert res.returncode == errors.USAGE and "nested too deeply" in one_error(res)
+    res = msrctl(env, "batch", stdin="[]")
+    assert res.returncode == errors.USAGE and one_error(res).startswith("<stdin>: no ops: the JSON holds an empty list")
