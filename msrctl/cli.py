@@ -320,7 +320,9 @@ class Vendor(str, Enum):
 
 @app.command()
 def registers(
-    pattern: Optional[str] = typer.Argument(None, metavar="PATTERN", help="Show registers whose name contains this."),
+    pattern: Optional[str] = typer.Argument(
+        None, metavar="PATTERN", help="A number (0x1b), or text found in a name or description."
+    ),
     vendor: Optional[Vendor] = typer.Option(None, "--vendor", help="Only this vendor's (and shared) registers."),  # noqa: B008 (typer idiom)
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

@@ -138,12 +138,38 @@ def lookup(name: str) -> Register:
     )
 
 
+def _number(text: str) -> int | None:
+    """pattern as an MSR number (0x1b, 1bh, 27), or None."""
+    from .parse import is_number, parse_msr
+
+    if not is_number(text):
+        return None
+    try:
+        return parse_msr(text)
+    except UsageError:
+        return None
+
+
+def matches(reg: Register, pattern: str) -> bool:
+    """pattern is reg's number, or is contained (any case, '-' as '_') in a name, an alias,
+    a name without its MSR_/IA32_ prefix, or the description."""
+    number = _number(pattern)
+    if number is not None:
+        return reg.msr == number
+    key = pattern.strip().upper().replace("-", "_")
+    short = normalize(pattern)
+    names = (reg.name, *reg.aliases)
+    return (
+        any(key in n.upper() or (short and short in normalize(n)) for n in names)
+        or pattern.strip().lower() in reg.description.lower()
+    )
+
+
 def select(vendor: str | None = None, pattern: str | None = None) -> list[Register]:
-    """Registers for a vendor (shared ones included) whose name or alias contains pattern."""
+    """Registers for a vendor (shared ones included) that match pattern (see matches())."""
     regs = list(table())
     if vendor:
         regs = [r for r in regs if r.vendor in (vendor, "both")]
     if pattern:
-        key = normalize(pattern)
-        regs = [r for r in regs if any(key in normalize(n) for n in (r.name, *r.aliases))]
+        regs = [r for r in regs if matches(r, pattern)]
     return regs

@@ -129,3 +129,47 @@ def test_by_number_and_select() -> None:
     assert any(r.name == "MSR_K7_HWCR" for r in amd)
     assert not any(r.vendor == "intel" for r in amd)
     assert [r.name for r in registers.select(pattern="tsc_aux")] == ["IA32_TSC_AUX"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expect"),
+    [
+        ("IA32_", "IA32_APIC_BASE"),  # a prefix alone matches the names that have it
+        ("ia32_apic", "IA32_APIC_BASE"),
+        ("0x1b", "IA32_APIC_BASE"),  # by number, in every spelling the CLI takes
+        ("27", "IA32_APIC_BASE"),
+        ("1bh", "IA32_APIC_BASE"),
+        ("thermal throttling", "MSR_TEMPERATURE_TARGET"),  # description search
+        ("pstate_status", "MSR_AMD_PERF_STATUS"),  # through an alias
+    ],
+)
+def test_registers_search(pattern: str, expect: str) -> None:
+    assert expect in [r.name for r in registers.select(None, pattern)]
+
+
+def test_search_by_number_is_exact() -> None:
+    assert [r.name for r in registers.select(None, "0x10")] == ["IA32_TIME_STAMP_COUNTER"]
+    assert registers.select(None, "0x12345") == []
+
+
+def test_sdm_and_common_names() -> None:
+    assert registers.lookup("MSR_TEMPERATURE_TARGET").name == "MSR_TEMPERATURE_TARGET"  # the SDM's name
+    assert registers.lookup("IA32_TEMPERATURE_TARGET").msr == 0x1A2
+    assert registers.lookup("IA32_PERF_GLOBAL_STATUS_RESET").msr == 0x390  # the SDM's newer name
+    assert registers.lookup("MSR_AMD_PSTATE_STATUS").msr == 0xC0010063
+
+
+def test_every_name_in_the_profiles_is_one_read_knows() -> None:
+    """The allowlist profiles name each MSR in a comment: `msrctl read NAME` must take that name."""
+    import re
+
+    from msrctl import allowlist
+
+    seen = 0
+    for profile in allowlist.profiles():
+        for line in allowlist.render_profile(profile).splitlines():
+            m = re.match(r"\s*(0x[0-9a-fA-F]+)\s+\S+\s+#\s*([A-Z][A-Z0-9_]+)\b", line)
+            if m:
+                assert registers.lookup(m.group(2)).msr == int(m.group(1), 16), line
+                seen += 1
+    assert seen >= 10
