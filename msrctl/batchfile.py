@@ -38,7 +38,9 @@ def parse(text: str, source: str, online: Callable[[], list[int]]) -> list[Op]:
     if text.lstrip()[:1] in ("[", "{"):
         ops = parse_json(text, source, online)
         if not ops:
-            raise UsageError(f"{source}: no ops", "the JSON holds an empty list of ops", 'add ops: [{"op": "read", ...}]')
+            raise UsageError(
+                f"{source}: no ops", "the JSON holds an empty list of ops", 'add ops: [{"op": "read", ...}]'
+            )
         return ops
     ops = parse_text(text, source, online)
     if not ops:

@@ -17,7 +17,7 @@ from typing import Any, NoReturn, Optional
 
 import typer
 
-from . import errors
+from . import cli_help, errors
 from ._version import __version__
 from .errors import MsrctlError, UsageError
 from .ops import Op, Refusals, Result
@@ -35,7 +35,7 @@ HELP = (
     "MSRs are numbers (0x1b, 27, 1bh) or names from `msrctl registers` (IA32_APIC_BASE, apic_base). "
     "CPU lists look like 0,2-5; the default CPU is 0, -a means every online CPU."
 )
-app = typer.Typer(
+app = cli_help.Typer(
     name="msrctl",
     help=HELP,
     epilog=errors.exit_codes_help(),
@@ -62,7 +62,7 @@ def _root(
         DEFAULT_DEVICE, "--device", envvar="MSRCTL_DEVICE", metavar="PATH", help="Device node to use."
     ),
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False, "-V", "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     ctx.obj = device
@@ -149,6 +149,39 @@ def _records(results: list[Result], failures: list[MsrctlError], high: int = 63,
 
 
 _ALL_HELP = "All online CPUs (one ioctl for all)."
+_VERSION_HELP = "Print the version and exit (as rdmsr -V)."
+# Long spellings of read's base options, for rdmsr's last-one-wins rule.
+_BASE_LONG = {
+    "x": ("--hexadecimal",),
+    "X": ("--capital-hexadecimal", "--capital-hex"),
+    "d": ("--decimal", "--signed-decimal"),
+    "u": ("--unsigned-decimal", "--unsigned"),
+    "o": ("--octal",),
+    "r": ("--raw",),
+}
+_ARGV: list[str] = []  # main()'s arguments, for the order of options where it matters
+
+
+def _last_flag(args: list[str], wanted: dict[str, tuple[str, ...]], takes_value: str = "") -> Optional[str]:
+    """Which of wanted's options (short letter -> long spellings) comes last in args.
+
+    Short options may be clustered (-xd); takes_value lists the short options
+    whose value may follow in the same word (-p1), which ends the cluster."""
+    last = None
+    for word in args:
+        if word == "--":
+            break
+        if word.startswith("--"):
+            last = next((k for k, longs in wanted.items() if word.split("=")[0] in longs), last)
+        elif word.startswith("-") and len(word) > 1:
+            for ch in word[1:]:
+                if ch in wanted:
+                    last = ch
+                if ch in takes_value:
+                    break
+    return last
+
+
 _CPU_HELP = "CPU list, e.g. 0,2-5 (default 0)."
 _JSON_HELP = "Print JSON records (cpu, msr, name, value)."
 
@@ -174,15 +207,12 @@ def read(
     c_lang: bool = typer.Option(False, "-c", "--c-language", help="As a C constant (0x.., 0.., ..U)."),
     zero: bool = typer.Option(False, "-0", "--zero-pad", "--zero-fill", help="Pad with zeroes to the field width."),
     as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    version: bool = typer.Option(False, "-V", "--version", callback=_version, is_eager=True, help=_VERSION_HELP),
 ) -> None:
     """Read an MSR on one or more CPUs (like rdmsr): one value per line, in CPU order."""
     chosen = [m for m, on in zip("xXduor", (hexa, capital, signed, unsigned, octal, raw)) if on]
-    if len(chosen) > 1:
-        raise UsageError(
-            f"output options {' and '.join('-' + m for m in chosen)} conflict",
-            "each picks the output base",
-            "give only one of -x -X -d -u -o -r",
-        )
+    if len(chosen) > 1:  # as rdmsr: the last base option given wins
+        chosen = [_last_flag(_ARGV, {m: _BASE_LONG[m] for m in chosen}, takes_value="pf") or chosen[-1]]
     number = parse_msr(msr)
     high, low = 63, 0
     if bitfield is not None:
@@ -214,19 +244,24 @@ def read(
 def write(
     ctx: typer.Context,
     msr: str = typer.Argument(..., metavar="MSR", help="Register: number or name."),
-    value: str = typer.Argument(..., metavar="VALUE", help="64-bit value: 0x.., decimal, 0b.., 0o..."),
+    values: list[str] = typer.Argument(  # noqa: B008 (typer idiom)
+        ..., metavar="VALUE", help="64-bit value(s): 0x.., decimal, 0b.., 0o..; several are written in turn."
+    ),
     all_cpus: bool = typer.Option(False, "-a", "--all", help=_ALL_HELP),
     cpus: Optional[str] = typer.Option(None, "-p", "--cpu", "--processor", metavar="CPUS", help=_CPU_HELP),
     mask: Optional[str] = typer.Option(
         None, "-m", "--mask", metavar="MASK", help="Change only these bits (atomic read-modify-write)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON records with the value written."),
+    version: bool = typer.Option(False, "-V", "--version", callback=_version, is_eager=True, help=_VERSION_HELP),
 ) -> None:
-    """Write an MSR on one or more CPUs (like wrmsr); silent on success."""
+    """Write an MSR on one or more CPUs (like wrmsr); silent on success.
+
+    Several VALUEs are written one after the other on each CPU, in one ioctl, as wrmsr does."""
     number = parse_msr(msr)
-    data = parse_value(value)
+    data = [parse_value(v) for v in values]
     bits = parse_value(mask, "mask") if mask is not None else None
-    ops = [Op("write", cpu, number, data, bits) for cpu in _targets(all_cpus, cpus)]
+    ops = [Op("write", cpu, number, v, bits) for cpu in _targets(all_cpus, cpus) for v in data]
     results, reason = _run(ctx, ops)
     failures = _failures(results, reason)
     if as_json:
@@ -323,7 +358,9 @@ def registers(
     pattern: Optional[str] = typer.Argument(
         None, metavar="PATTERN", help="A number (0x1b), or text found in a name or description."
     ),
-    vendor: Optional[Vendor] = typer.Option(None, "--vendor", help="Only this vendor's (and shared) registers."),  # noqa: B008 (typer idiom)
+    vendor: Optional[Vendor] = typer.Option(  # noqa: B008 (typer idiom)
+        None, "--vendor", metavar="VENDOR", help="intel or amd: only its (and shared) registers."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List the bundled register names (with bitfields when a PATTERN is given)."""
@@ -375,8 +412,12 @@ def status(
 def load(
     ctx: typer.Context,
     ko: Optional[str] = typer.Option(None, "--ko", metavar="PATH", help="insmod this msrdrv.ko instead of modprobe."),
-    max_ops: Optional[int] = typer.Option(None, "--max-ops", min=1, max=65536, help="Module parameter max_ops."),
-    timeout: float = typer.Option(10.0, "--timeout", min=0, help="Seconds to wait for the device node."),
+    max_ops: Optional[int] = typer.Option(
+        None, "--max-ops", metavar="N", min=1, max=65536, help="Module parameter max_ops."
+    ),
+    timeout: float = typer.Option(
+        10.0, "--timeout", metavar="SECONDS", min=0, help="Seconds to wait for the device node."
+    ),
 ) -> None:
     """Load msrdrv (modprobe, or insmod --ko) and wait for /dev/msrdrv."""
     from .modtool import load as do_load
@@ -402,16 +443,31 @@ class Generated(str, Enum):
 @app.command()
 def generate(
     what: Generated = typer.Argument(..., help="udev-rule (60-msrdrv.rules) or modprobe (msrdrv.conf)."),  # noqa: B008 (typer idiom)
-    group: Optional[str] = typer.Option(None, "--group", help="udev rule: group owning /dev/msrdrv (default msr)."),
-    mode: Optional[str] = typer.Option(
-        None, "--mode", help="udev rule: node mode (default 0660); 0640 makes the group read-only (no writes)."
+    group: Optional[str] = typer.Option(
+        None, "--group", metavar="GROUP", help="udev rule: group owning /dev/msrdrv (default msr)."
     ),
-    max_ops: Optional[int] = typer.Option(None, "--max-ops", min=1, max=65536, help="modprobe: max_ops."),
+    mode: Optional[str] = typer.Option(
+        None,
+        "--mode",
+        metavar="MODE",
+        help="udev rule: node mode (default 0660); 0640 makes the group read-only (no writes).",
+    ),
+    max_ops: Optional[int] = typer.Option(None, "--max-ops", metavar="N", min=1, max=65536, help="modprobe: max_ops."),
     max_ops_user: Optional[int] = typer.Option(
-        None, "--max-ops-user", min=1, max=65536, help="modprobe: max_ops_user (openers without CAP_SYS_RAWIO)."
+        None,
+        "--max-ops-user",
+        metavar="N",
+        min=1,
+        max=65536,
+        help="modprobe: max_ops_user (openers without CAP_SYS_RAWIO).",
     ),
     section_ops: Optional[int] = typer.Option(
-        None, "--section-ops", min=1, max=4096, help="modprobe: section_ops (ops per interrupts-off section)."
+        None,
+        "--section-ops",
+        metavar="N",
+        min=1,
+        max=4096,
+        help="modprobe: section_ops (ops per interrupts-off section).",
     ),
     allow_writes: Optional[bool] = typer.Option(
         None, "--allow-writes/--no-allow-writes", help="modprobe: allow_writes."
@@ -470,6 +526,7 @@ def _usage_message(e: Any) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     """Run msrctl; every failure becomes one stderr line and an exit code (see errors.py)."""
     args = sys.argv[1:] if argv is None else list(argv)
+    _ARGV[:] = args
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `msrctl read -a ... | head` ends quietly
     try:

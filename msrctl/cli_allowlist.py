@@ -4,9 +4,10 @@ from typing import Any, Optional
 
 import typer
 
+from . import cli_help
 from .errors import LOAD_TELEMETRY, UsageError
 
-app = typer.Typer(
+app = cli_help.Typer(
     help="The allowlist: which MSRs members of group msr (no CAP_SYS_RAWIO) may read, and which bits they may write. "
     "With no list loaded they may read and write nothing.",
     no_args_is_help=True,
@@ -123,9 +124,11 @@ def clear(ctx: typer.Context) -> None:
 def render(
     names: Optional[list[str]] = typer.Argument(None, metavar="[PROFILE]...", help="Profile names."),  # noqa: B008 (typer idiom)
     profile: list[str] = typer.Option([], "--profile", "-P", metavar="NAME", help=_PROFILE_HELP),  # noqa: B008 (typer idiom)
-    vendor: str = typer.Option("both", "--vendor", help="intel, amd or both."),
-    gp_counters: int = typer.Option(8, "--gp-counters", min=1, max=32, help="perfmon: general counters."),
-    fixed_counters: int = typer.Option(3, "--fixed-counters", min=0, max=16, help="perfmon: fixed counters."),
+    vendor: str = typer.Option("both", "--vendor", metavar="VENDOR", help="intel, amd or both."),
+    gp_counters: int = typer.Option(8, "--gp-counters", metavar="N", min=1, max=32, help="perfmon: general counters."),
+    fixed_counters: int = typer.Option(
+        3, "--fixed-counters", metavar="N", min=0, max=16, help="perfmon: fixed counters."
+    ),
     output: str = typer.Option("-", "-o", "--output", metavar="FILE", help="Write here instead of stdout."),
 ) -> None:
     """Print shipped profiles as one allowlist file (several are merged, each MSR once)."""

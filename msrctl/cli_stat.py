@@ -19,8 +19,12 @@ def _table(res: dict[str, Any], wall: float, command: list[str]) -> str:
 def stat(
     ctx: typer.Context,
     command: list[str] = typer.Argument(..., metavar="-- COMMAND [ARGS]...", help="The command to measure."),  # noqa: B008 (typer idiom)
-    event_list: str = typer.Option("cycles,instructions", "-e", "--events", help="Events: names or raw event:umask."),
-    cpu: int = typer.Option(0, "-p", "--cpu", min=0, help="Run the command on this CPU and count there."),
+    event_list: str = typer.Option(
+        "cycles,instructions", "-e", "--events", metavar="EVENTS", help="Events: names or raw event:umask."
+    ),
+    cpu: int = typer.Option(
+        0, "-p", "--cpu", metavar="CPU", min=0, help="Run the command on this CPU and count there."
+    ),
     kernel: bool = typer.Option(False, "--kernel", help="Count kernel mode too (default: user mode only)."),
     force: bool = typer.Option(False, "--force", help="Use counters even if perf or the NMI watchdog enabled them."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),

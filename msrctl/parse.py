@@ -104,11 +104,13 @@ def parse_cpus(text: str) -> list[int]:
 
 def _cpu_number(text: str, whole: str) -> int:
     s = text.strip()
-    if not s.isdigit():
+    # rdmsr reads -p with strtoul(.., 0): hex with 0x is a CPU number too.
+    hexa = s[:2].lower() == "0x" and len(s) > 2 and all(c in "0123456789abcdefABCDEF" for c in s[2:])
+    if not (s.isdigit() or hexa):
         raise UsageError(
-            f"malformed CPU list '{whole}'", f"'{s}' is not a CPU number", "write CPUs as decimal numbers like 0,2-5,7"
+            f"malformed CPU list '{whole}'", f"'{s}' is not a CPU number", "write CPUs as numbers like 0,2-5,7"
         )
-    cpu = int(s)
+    cpu = int(s, 16) if hexa else int(s)
     if cpu >= CPU_LIMIT:
         raise UsageError(f"no such CPU {cpu}", "CPU numbers are below 4294967295", "choose an existing CPU")
     return cpu

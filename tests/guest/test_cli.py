@@ -210,6 +210,14 @@ def test_write_read_back_tsc_aux(python: str, tsc_aux: dict[int, int]) -> None:
     assert ok(run(python, "read", "-a", "tsc_aux", "-c")).splitlines() == ["0x5a7f"] * len(CPUS)
 
 
+def test_rdmsr_and_wrmsr_habits(python: str, tsc_aux: dict[int, int]) -> None:
+    """wrmsr writes several values in turn; rdmsr's last base option wins; -p takes hex."""
+    recs = json.loads(ok(run(python, "write", "tsc_aux", "1", "2", "0x33", "-p", "0x0", "--json")))
+    assert [(r["cpu"], r["value"]) for r in recs] == [(0, 1), (0, 2), (0, 0x33)]
+    assert ok(run(python, "read", "tsc_aux", "-x", "-d")) == "51\n"
+    assert ok(run(python, "read", "tsc_aux", "-d", "-X")) == "33\n"
+
+
 # --- batch ---------------------------------------------------------------------------
 
 BATCH = """\

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,7 +95,6 @@ def test_without_module_support_read_does_not_advise_loading(env: dict[str, str]
         (["write", "0x10", "1", "--mask", "0x1g"], "malformed mask '0x1g'"),
         (["read", "-p", "1-", "0x10"], "malformed CPU list '1-'"),
         (["read", "-a", "-p", "1", "0x10"], "-a and -p conflict"),
-        (["read", "-x", "-o", "0x10"], "output options -x and -o conflict"),
         (["read", "-f", "9:10", "0x10"], "malformed bitfield '9:10'"),
         (["read", "--bogus", "0x10"], "msrctl read: No such option: --bogus; see `msrctl read --help`"),
         (["read"], "msrctl read: Missing argument 'MSR'"),
@@ -317,3 +317,60 @@ def test_batch_input_with_a_bom_and_typos_in_keys(env: dict[str, str], tmp_path:
     assert res.returncode == errors.USAGE and "nested too deeply" in one_error(res)
     res = msrctl(env, "batch", stdin="[]")
     assert res.returncode == errors.USAGE and one_error(res).startswith("<stdin>: no ops: the JSON holds an empty list")
+
+
+def _commands() -> list[list[str]]:
+    from msrctl.cli import app
+
+    names = [[c.name or c.callback.__name__] for c in app.registered_commands]  # type: ignore[union-attr]
+    names += [
+        ["allowlist", c.name or c.callback.__name__]
+        for c in app.registered_groups[0].typer_instance.registered_commands
+    ]  # type: ignore[union-attr]
+    return [[], ["allowlist"], *names]
+
+
+@pytest.mark.parametrize("cmd", _commands(), ids=lambda c: " ".join(c) or "msrctl")
+def test_help_reads_the_same_on_every_typer(env: dict[str, str], cmd: list[str]) -> None:
+    """typer >= 0.2x would print {MSR}, <bool>, <list[str]> and cut long options in boxes."""
+    res = msrctl(dict(env, COLUMNS="100"), *cmd, "--help")
+    assert res.returncode == 0 and res.stderr == ""
+    text = res.stdout
+    assert text.startswith(f"Usage: msrctl {' '.join(cmd)}".rstrip() + " ")
+    assert "{" not in text.splitlines()[0]  # typer 0.29's {MSR}
+    for bad in (r"<[a-z][a-z|\[\] ]*>", "╭", r"\b(TEXT|INTEGER|BOOLEAN|FLOAT)\b", r"\.\.\.\.\.\."):
+        assert not re.search(bad, text), f"{bad!r} in:\n{text}"
+
+
+@pytest.mark.parametrize("cmd", [[], ["allowlist"]])
+def test_no_arguments_print_the_help_once(env: dict[str, str], cmd: list[str]) -> None:
+    res = msrctl(env, *cmd)
+    assert res.returncode == 0
+    assert (res.stdout + res.stderr).count("Usage: ") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "last"),
+    [
+        (["read", "-x", "-d", "0x10"], "d"),
+        (["read", "-d", "-x", "0x10"], "x"),
+        (["read", "-dX", "0x10"], "X"),  # a cluster, in order
+        (["read", "--octal", "-u", "--raw", "0x10"], "r"),
+        (["read", "-p1", "-d", "0x10"], "d"),  # -p's value in the same word ends the cluster
+        (["read", "-o", "0x10", "--", "-x"], "o"),  # nothing after --
+    ],
+)
+def test_rdmsr_base_options_last_one_wins(argv: list[str], last: str) -> None:
+    from msrctl import cli
+
+    assert cli._last_flag(argv, cli._BASE_LONG, takes_value="pf") == last
+
+
+def test_rdmsr_version_and_hex_cpu(env: dict[str, str]) -> None:
+    from msrctl import __version__
+
+    for args in (["-V"], ["read", "-V"], ["write", "-V"], ["--version"]):
+        res = msrctl(env, *args)
+        assert (res.returncode, res.stdout) == (0, f"msrctl {__version__}\n")
+    res = msrctl(env, "read", "-p", "0x1", "0x10")  # rdmsr takes -p 0x1: past parsing, to the missing device
+    assert res.returncode == errors.NOT_LOADED

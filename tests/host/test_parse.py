@@ -80,7 +80,15 @@ def test_unknown_name_suggests() -> None:
 
 @pytest.mark.parametrize(
     ("text", "cpus"),
-    [("0", [0]), ("0,2-5,7", [0, 2, 3, 4, 5, 7]), ("3,1,1", [1, 3]), (" 1 - 2 , 4", [1, 2, 4]), ("5-5", [5])],
+    [
+        ("0", [0]),
+        ("0,2-5,7", [0, 2, 3, 4, 5, 7]),
+        ("3,1,1", [1, 3]),
+        (" 1 - 2 , 4", [1, 2, 4]),
+        ("5-5", [5]),
+        ("0x1", [1]),  # rdmsr -p takes hex
+        ("0x0-0x2", [0, 1, 2]),
+    ],
 )
 def test_cpu_lists(text: str, cpus: list[int]) -> None:
     assert parse_cpus(text) == cpus
@@ -92,6 +100,8 @@ def test_cpu_lists(text: str, cpus: list[int]) -> None:
         ("", "is not a CPU number or range"),
         ("1,", "is not a CPU number or range"),
         ("a", "'a' is not a CPU number"),
+        ("0x", "'0x' is not a CPU number"),
+        ("0xg", "'0xg' is not a CPU number"),
         ("-1", "is not a CPU number or range"),
         ("5-2", "runs backwards; write it as 2-5"),
         ("0-4000000000", "names more than 65536 CPUs"),
