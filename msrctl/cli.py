@@ -7,7 +7,6 @@ commands that need them.  Annotations stay evaluable by typer 0.7 on Python
 """
 
 import errno
-import json
 import os
 import re
 import signal
@@ -19,11 +18,10 @@ import typer
 
 from . import cli_help, errors
 from ._version import __version__
-from .errors import MsrctlError, UsageError
+from .errors import DEFAULT_DEVICE, MsrctlError, UsageError
 from .ops import Op, Refusals, Result
 from .output import Format, format_value, msr_label, record
 from .parse import is_number, parse_bitfield, parse_cpus, parse_msr, parse_value
-from .system import DEFAULT_DEVICE
 
 # typer >= 0.2x vendors click privately and typer 0.7 uses click itself: find the
 # classes through a public one instead of importing either.
@@ -115,6 +113,8 @@ def _finish(failures: list[MsrctlError]) -> None:
 
 
 def _json_out(data: Any) -> None:
+    import json
+
     typer.echo(json.dumps(data, indent=2))
 
 

@@ -8,6 +8,9 @@ found" to shells.
 
 from __future__ import annotations
 
+# Here rather than in system.py, so that the CLI's start-up does not load that.
+DEFAULT_DEVICE = "/dev/msrdrv"
+
 OK = 0
 FAILURE = 1  # anything not listed below
 NO_CPU = 2  # msr-tools: "No CPU N"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import diagnose, errors
+from . import errors
 from .errors import MsrctlError
 
 KINDS = ("read", "write", "rdtsc", "nop", "stop")
@@ -71,6 +71,8 @@ def execute(path: str, ops: Sequence[Op]) -> tuple[list[Result], Refusals]:
     try:
         dev = Device(path)
     except DeviceError as e:
+        from . import diagnose
+
         raise diagnose.open_error(path, e.errno) from None
     with dev:
         batch = Batch(max(1, len(ops)))
@@ -130,6 +132,8 @@ def failure(
     """The explained error of one failed op."""
     op = result.op
     why = refusals or Refusals()
+    from . import diagnose
+
     return diagnose.op_error(
         op.kind, op.cpu, op.msr, name, result.err, op.value, online, why.writes, op.mask, why.allowlist
     )

@@ -16,9 +16,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import DEFAULT_DEVICE as DEFAULT_DEVICE  # re-exported: it lives in errors for a light start-up
+
 MODULE = "msrdrv"
 GROUP = "msr"
-DEFAULT_DEVICE = "/dev/msrdrv"
 # Module tools live in sbin, which unprivileged users' PATH may lack.
 _TOOL_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
 

@@ -335,8 +335,8 @@ ERRORS = [
     (
         ["--device", "/dev/nonexistent-msrdrv", "read", "0x1b"],
         5,
-        "cannot open /dev/nonexistent-msrdrv: no such device node although msrdrv is loaded; check the path "
-        "(--device, MSRCTL_DEVICE) or let udev create it: udevadm trigger",
+        "cannot open /dev/nonexistent-msrdrv: no such file; check the path given with --device or MSRCTL_DEVICE "
+        "(msrdrv's node is /dev/msrdrv)",
     ),
 ]
 

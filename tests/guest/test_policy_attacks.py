@@ -462,7 +462,7 @@ def test_resubmitted_batch_keeps_its_inputs(policy: Device) -> None:
     allowlist.load(policy.fd, [Entry(APIC_BASE, 0), Entry(TSC_AUX, 0xFF00)])
     code = (
         "import json, os\nfrom msrctl.device import Batch, Device, CPU_SELF\n"
-        "d = Device(); b = Batch(2); b.read(0x1b); b.write(0xc0000103, 0x4200, mask=0xffff)\n"
+        "d = Device(); b = Batch(2); b.read(0x1b, CPU_SELF); b.write(0xc0000103, 0x4200, CPU_SELF, mask=0xffff)\n"
         "out = []\n"
         "for cpu in (0, 1):\n"
         "    os.sched_setaffinity(0, {cpu}); d.submit(b)\n"
