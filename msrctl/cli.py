@@ -211,6 +211,13 @@ def read(
 ) -> None:
     """Read an MSR on one or more CPUs (like rdmsr): one value per line, in CPU order."""
     chosen = [m for m, on in zip("xXduor", (hexa, capital, signed, unsigned, octal, raw)) if on]
+    if as_json and (chosen or c_lang or zero):
+        given = [f"-{m}" for m in chosen] + ["-c"] * c_lang + ["-0"] * zero
+        raise UsageError(
+            f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply with --json",
+            "JSON carries the value as a number and as hex",
+            "leave out the output options, or --json",
+        )
     if len(chosen) > 1:  # as rdmsr: the last base option given wins
         chosen = [_last_flag(_ARGV, {m: _BASE_LONG[m] for m in chosen}, takes_value="pf") or chosen[-1]]
     number = parse_msr(msr)

@@ -31,6 +31,8 @@ from .abi import ffi
 from .errors import ASK_FOR_LIST
 
 CPU_SELF = abi.CPU_SELF
+_fcntl_ioctl = fcntl.ioctl  # module globals: the submit path looks up as little as it can
+_IOC_BATCH = abi.IOC_BATCH
 _INFO_REQ = ffi.cast("unsigned long", abi.IOC_INFO)
 _ioctl = abi.libc.ioctl
 
@@ -149,6 +151,8 @@ class Batch:
         # The header as a writable buffer: fcntl.ioctl passes it with the
         # least work per call (half of a cffi ABI-mode call to libc's ioctl).
         self._hdr_buf = ffi.buffer(self._hdr)
+        # The header as uint32s, for ndone [3] and nerrs [4] without a cffi attribute lookup.
+        self._hdr_u32 = memoryview(self._hdr_buf).cast("I")
         # The ops as machine words, for results in one slice: each op is
         # 8 int32 (err is the 4th) or 4 uint64 (value is the 3rd).
         self._i32 = memoryview(ffi.buffer(self._ops)).cast("i")
@@ -226,7 +230,12 @@ class Batch:
     @property
     def done(self) -> int:
         """Ops the last submission processed (a STOP included)."""
-        return int(self._hdr.ndone)
+        return self._hdr_u32[3]
+
+    def _processed(self) -> int:
+        """Ops of this batch the last submission processed (0 before any)."""
+        n: int = self._hdr_u32[3]
+        return n if n < self._n else self._n
 
     @property
     def self_cpu(self) -> int:
@@ -249,19 +258,18 @@ class Batch:
 
     def values(self) -> list[int]:
         """The value of every op the last submission processed, in op order, in one call."""
-        n = min(self._n, self.done)
-        return self._u64[2 : 4 * n : 4].tolist()
+        return self._u64[2 : 4 * self._processed() : 4].tolist()
 
     def errors(self) -> list[int]:
         """Every processed op's error, in op order: 0 or a positive errno."""
-        n = min(self._n, self.done)
-        return [-e for e in self._i32[3 : 8 * n : 8].tolist()]
+        return [-e for e in self._i32[3 : 8 * self._processed() : 8].tolist()]
 
     def array(self) -> Any:
         """values() as a numpy uint64 array (a copy: the next submit does not change it).
 
         numpy is optional; without it this raises MsrError and values() still works."""
-        if self._np_values is None:
+        view = self._np_values
+        if view is None:
             try:
                 import numpy
             except ImportError:
@@ -269,8 +277,9 @@ class Batch:
                     "Batch.array() needs numpy (pip install numpy, or apt install python3-numpy); "
                     "Batch.values() gives the same values as a list"
                 ) from None
-            self._np_values = numpy.frombuffer(ffi.buffer(self._ops), dtype=numpy.uint64)[2::4]
-        return self._np_values[: min(self._n, self.done)].copy()
+            view = self._np_values = numpy.frombuffer(ffi.buffer(self._ops), dtype=numpy.uint64)[2::4]
+        n = self._hdr_u32[3]  # _processed(), inlined: this is the hot path of a sampling loop
+        return view[: n if n < self._n else self._n].copy()
 
     def result(self, index: int) -> OpResult:
         """Everything about op index after a submission, as one OpResult."""
@@ -280,14 +289,14 @@ class Batch:
 
     def results(self) -> list[OpResult]:
         """An OpResult for every op the last submission processed."""
-        return [self.result(i) for i in range(min(self._n, self.done))]
+        return [self.result(i) for i in range(self._processed())]
 
     def __iter__(self) -> Iterator[OpResult]:
         return iter(self.results())
 
     def check(self) -> None:
         """Raise OpError for the first failed op of the last submission."""
-        for i in range(min(self._n, self.done)):
+        for i in range(self._processed()):
             err = -int(self._ops[i].err)
             if err:
                 r = self.result(i)
@@ -375,10 +384,10 @@ class Device:
     def submit(self, batch: Batch) -> int:
         """Run the batch in one ioctl; returns how many ops failed (see Batch.check)."""
         try:
-            fcntl.ioctl(self.fd, abi.IOC_BATCH, batch._hdr_buf)
+            _fcntl_ioctl(self.fd, _IOC_BATCH, batch._hdr_buf)
         except OSError as e:
             raise DeviceError(f"batch ioctl failed: {e.strerror}", e.errno or 0) from None
-        nerrs: int = batch._hdr.nerrs
+        nerrs: int = batch._hdr_u32[4]
         return nerrs
 
     def read(self, msr: int, cpus: list[int]) -> list[OpResult]:

@@ -100,3 +100,13 @@ def test_compare_flags_a_ratio_that_moved_beyond_the_agreement_bound() -> None:
 def test_committed_results_are_the_rendered_report() -> None:
     committed = json.loads((ROOT / "bench" / "results" / "results.json").read_text())
     assert (ROOT / "bench" / "results" / "results.md").read_text() == run.render(committed)
+
+
+def test_python_rows_show_the_values_call_and_cpythons_floor() -> None:
+    py = py_block(python=1.4)
+    py["library_read32"] |= {"values_ns": 30000 * 2.5, "floor_ns": 30000 * 1.3, "results": "numpy"}
+    d = data([c_block()], [py])
+    assert d["ratios"]["python_floor"]["median"] == 1.3 and "goal" not in d["ratios"]["python_floor"]
+    text = run.render(d)
+    assert "then the 32 values in one call (`Batch.array()`) | 75000 ns | 30000 ns | **2.50x**" in text
+    assert "CPython's floor: one bare `fcntl.ioctl`" in text and "**1.30x**" in text

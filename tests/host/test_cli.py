@@ -109,6 +109,8 @@ def test_without_module_support_read_does_not_advise_loading(env: dict[str, str]
         (["generate", "udev-rule", "--group", "x", "--max-ops", "5"], "--max-ops does not apply to udev-rule"),
         (["generate", "modprobe", "--group", "msr", "--mode", "0640"], "--group, --mode do not apply to modprobe"),
         (["stat", "-p", "-1", "--", "true"], "msrctl stat: Invalid value for '-p'"),
+        (["read", "--json", "-d", "0x10"], "-d does not apply with --json"),
+        (["read", "--json", "-c", "-0", "0x10"], "-c, -0 do not apply with --json"),
     ],
 )
 def test_usage_errors(env: dict[str, str], args: list[str], message: str) -> None:
