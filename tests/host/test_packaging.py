@@ -174,3 +174,29 @@ def test_both_packages_ship_the_policy_reference() -> None:
     for pkg in ("msrctl", "msrdrv-dkms"):
         assert (DEBIAN / f"{pkg}.docs").read_text().split() == ["README.md", "docs/access-policy.md"], pkg
     assert (REPO / "docs" / "access-policy.md").is_file()
+
+
+def test_dkms_conf_clean_is_true() -> None:
+    """dkms >= 3.1.8 warns on any other CLEAN on every build; older dkms runs it."""
+    assert dkms_conf()["CLEAN"] == "true"
+
+
+def test_no_inert_lintian_override() -> None:
+    """package-supports-alternative-init-but-no-init.d-script is not emitted by bookworm's
+    lintian for a unit like ours and is an unknown tag for newer lintian."""
+    for path in DEBIAN.glob("*lintian-overrides"):
+        assert "package-supports-alternative-init-but-no-init.d-script" not in path.read_text(), path.name
+
+
+def test_copyright_gives_the_abi_header_its_syscall_note() -> None:
+    spdx = (REPO / "dkms" / "msrdrv.h").read_text().splitlines()[0]
+    assert "GPL-2.0 WITH Linux-syscall-note" in spdx
+    stanzas = (DEBIAN / "copyright").read_text().split("\n\n")
+    header = [st for st in stanzas if re.search(r"^Files:.*\bdkms/msrdrv\.h\b", st, re.M)]
+    assert header, "no Files stanza for dkms/msrdrv.h"
+    assert re.search(r"^License: GPL-2 with Linux-syscall-note exception$", header[0], re.M)
+
+
+def test_allowlist_unit_runs_before_user_sessions() -> None:
+    unit = (DEBIAN / "msrctl.msrdrv-allowlist.service").read_text()
+    assert re.search(r"^Before=.*\bsystemd-user-sessions\.service\b", unit, re.M)
