@@ -70,11 +70,25 @@ def dkms_conf() -> dict[str, str]:
     return values
 
 
-def test_debian_changelog_carries_the_source_version_revision_1() -> None:
+def upstream(version: str) -> str:
+    """A Debian version without epoch and revision: what dkms/VERSION holds."""
+    return version.split(":", 1)[-1].rsplit("-", 1)[0]
+
+
+def test_debian_changelog_carries_the_source_version() -> None:
+    """Only the upstream part must agree: the revision is the packager's (-1, -2, ~bpo, ...)."""
     first = (DEBIAN / "changelog").read_text().splitlines()[0]
     m = re.match(r"^msrdrv \((\S+)\) \S+; urgency=\S+$", first)
     assert m, first
-    assert m.group(1) == f"{source_version()}-1"
+    assert upstream(m.group(1)) == source_version()
+
+
+@pytest.mark.parametrize(
+    ("version", "up"),
+    [("0.2.0-1", "0.2.0"), ("0.2.0-3~bpo12+1", "0.2.0"), ("1:0.2.0-1", "0.2.0"), ("0.2-rc1-2", "0.2-rc1")],
+)
+def test_upstream_part_of_a_debian_version(version: str, up: str) -> None:
+    assert upstream(version) == up
 
 
 def test_dkms_conf_takes_the_version_from_the_package() -> None:
@@ -200,3 +214,26 @@ def test_copyright_gives_the_abi_header_its_syscall_note() -> None:
 def test_allowlist_unit_runs_before_user_sessions() -> None:
     unit = (DEBIAN / "msrctl.msrdrv-allowlist.service").read_text()
     assert re.search(r"^Before=.*\bsystemd-user-sessions\.service\b", unit, re.M)
+
+
+def test_the_wheel_carries_data_and_templates_without_setuptools_warnings(tmp_path: Path) -> None:
+    """Built with bookworm's setuptools (what the package build uses) in a copy of the tree."""
+    python = DEBIAN_PYTHON
+    probe = subprocess.run([python, "-c", "import setuptools, wheel"], capture_output=True, check=False)
+    if probe.returncode:
+        pytest.skip(f"{python} has no setuptools and wheel (python3-setuptools, python3-wheel)")
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "msrctl", src / "msrctl", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    code = "import sys; from setuptools import build_meta as b; print(b.build_wheel(sys.argv[1]))"
+    res = subprocess.run([python, "-W", "always", "-c", code, str(tmp_path / "dist")], cwd=src,
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "would be ignored" not in res.stderr and "Package would be" not in res.stderr, res.stderr[-2000:]
+    import zipfile
+
+    names = set(zipfile.ZipFile(tmp_path / "dist" / res.stdout.split()[-1]).namelist())
+    templates = {f"msrctl/templates/{p.name}" for p in (REPO / "msrctl/templates").glob("*.j2")}
+    assert templates and templates <= names
+    assert {"msrctl/data/registers.json", "msrctl/py.typed", "msrctl/cli_help.py"} <= names
