@@ -121,11 +121,23 @@ def test_two_architecture_all_packages_from_source_msrdrv() -> None:
     assert {"dh-sequence-dkms", "dh-sequence-python3", "pybuild-plugin-pyproject"} <= build_deps
 
 
-def test_msrctl_depends_on_debians_builds_of_the_pyproject_dependencies() -> None:
+def test_msrctl_dependencies_come_from_pyproject_and_the_tools_it_runs() -> None:
+    """${python3:Depends} maps pyproject's dependencies (cffi to its backend, which the ABI
+    mode needs alone); control adds only what Python cannot declare: kmod (modprobe, insmod,
+    rmmod)."""
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = {"python3-" + re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
-    assert wanted <= relations(binary("msrctl")["depends"])
+    names = {re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
+    assert names == {"typer", "cffi", "jinja2"}
+    msrctl = binary("msrctl")
+    assert "${python3:Depends}" in msrctl["depends"]
+    assert relations(msrctl["depends"]) == {"kmod"}  # nothing ${python3:Depends} already gives
+    overrides = dict(line.split()[:2] for line in (DEBIAN / "py3dist-overrides").read_text().splitlines()
+                     if line.strip() and not line.startswith("#"))  # fmt: skip
+    assert overrides == {"cffi": "python3-cffi-backend"}
+    assert "import _cffi_backend" in (REPO / "msrctl" / "_abi_cffi.py").read_text()
+    assert msrctl["recommends"] == "msrdrv-dkms (>= ${source:Version})"
+    assert msrctl["provides"] == "python3-msrctl"
     assert project["scripts"]["msrctl"] == "msrctl.cli:main"
 
 
