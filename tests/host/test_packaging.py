@@ -249,3 +249,10 @@ def test_the_wheel_carries_data_and_templates_without_setuptools_warnings(tmp_pa
     templates = {f"msrctl/templates/{p.name}" for p in (REPO / "msrctl/templates").glob("*.j2")}
     assert templates and templates <= names
     assert {"msrctl/data/registers.json", "msrctl/py.typed", "msrctl/cli_help.py"} <= names
+
+
+def test_clean_removes_what_the_python_build_leaves() -> None:
+    """setuptools writes msrctl.egg-info/ into the tree; `debian/rules clean` must remove it,
+    or a second build (and any source build) finds unexpected upstream changes."""
+    listed = [line.strip().rstrip("/") for line in (DEBIAN / "clean").read_text().splitlines()]
+    assert "msrctl.egg-info" in listed
