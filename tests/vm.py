@@ -17,10 +17,13 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 # What the test run treats as a kernel bug in the guest's log.
@@ -94,9 +97,7 @@ def boot(
         argv.append("--pin")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     start = time.monotonic()
-    try:
-        subprocess.run(argv, env=env, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
+    if not run_piped(argv, env, timeout):
         print(f"vm.py: guest did not finish within {timeout} s", file=sys.stderr)
         return 124
     print(f"vm.py: guest ran for {time.monotonic() - start:.1f} s", file=sys.stderr)
@@ -107,6 +108,39 @@ def boot(
         return 125
     finally:
         rc_file.unlink(missing_ok=True)
+
+
+def _pump(src: Any, dst: Any) -> None:
+    for chunk in iter(lambda: src.read1(65536), b""):
+        dst.write(chunk)
+        dst.flush()
+
+
+def run_piped(argv: list[str], env: dict[str, str], timeout: float) -> bool:
+    """Run argv with its output passed on through pipes; False if it outlived timeout.
+
+    QEMU opens its console chardevs as /proc/self/fd/1 and /2 with O_TRUNC: given
+    our own stdout, it would empty a redirected log (`make test > log`) of every
+    stage before the boot.  Through a pipe, the truncation has nothing to cut."""
+    proc = subprocess.Popen(
+        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, sys.stdout.buffer), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, sys.stderr.buffer), daemon=True),
+    ]
+    for t in pumps:
+        t.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # QEMU too, not only vng
+        proc.wait()
+        return False
+    finally:
+        for t in pumps:
+            t.join(timeout=10)
+    return True
 
 
 def dmesg_problems(path: Path) -> list[str]:
