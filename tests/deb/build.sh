@@ -56,6 +56,14 @@ t0=$(date +%s)
 	exit 1
 }
 echo "deb: built in $(($(date +%s) - t0)) s (log: $OUT/build.log)"
+# The build ran the host unit tests (dh_auto_test), unless DEB_BUILD_OPTIONS has nocheck.
+if [[ " ${DEB_BUILD_OPTIONS:-} " != *" nocheck "* ]]; then
+	grep -Eq '^[0-9]+ passed' "$OUT/build.log" || {
+		echo "deb: the build log shows no unit test run (dh_auto_test)" >&2
+		exit 1
+	}
+	echo "deb: unit tests in the build: $(grep -E '^[0-9]+ passed' "$OUT/build.log" | tail -1)"
+fi
 
 changes=$(ls "$OUT"/msrdrv_"${version}"_*.changes)
 for deb in "$OUT"/*.deb; do

@@ -256,3 +256,11 @@ def test_clean_removes_what_the_python_build_leaves() -> None:
     or a second build (and any source build) finds unexpected upstream changes."""
     listed = [line.strip().rstrip("/") for line in (DEBIAN / "clean").read_text().splitlines()]
     assert "msrctl.egg-info" in listed
+
+
+def test_the_package_build_runs_the_host_tests_unless_nocheck() -> None:
+    rules = (DEBIAN / "rules").read_text()
+    assert "PYBUILD_DISABLE = test" not in rules
+    body = rules.split("override_dh_auto_test:", 1)[1].split("\n\n", 1)[0]
+    assert "filter nocheck,$(DEB_BUILD_OPTIONS)" in body and "pytest" in body and "tests/host" in body
+    assert "python3-pytest <!nocheck>" in control()[0]["build-depends"]
