@@ -131,7 +131,10 @@ def option_entry(p: Param, ctx: Context) -> str:
         head = f"\\fI{roff(metavar(p, ctx))}\\fR"
         text = getattr(p, "help", None) or ""
     else:
-        names = ", ".join(f"\\fB{roff(o)}\\fR" for o in (*p.opts, *p.secondary_opts))
+        # Short names first, each kind in declared order: click builds the help
+        # option's names from a set, whose order follows PYTHONHASHSEED.
+        ordered = sorted((*p.opts, *p.secondary_opts), key=lambda o: o.startswith("--"))
+        names = ", ".join(f"\\fB{roff(o)}\\fR" for o in ordered)
         head = names + (f" \\fI{roff(metavar(p, ctx))}\\fR" if takes_value(p) else "")
         text = p.help or ""
         extra = []

@@ -195,6 +195,22 @@ def test_man_page_and_completion_are_generated_from_the_cli(tmp_path: Path) -> N
     assert {"load", "status", "read", "write", "generate"} <= set(got), got
 
 
+@pytest.mark.skipif(not debian_python_has_typer(), reason="needs Debian's python3-typer (the package build's stack)")
+def test_man_page_and_completion_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
+    """click keeps the help option's names in a set: seed 2 used to print `--help, -h`."""
+    outputs = []
+    for seed in ("0", "1", "2", "3"):
+        out = tmp_path / seed
+        subprocess.run(
+            [DEBIAN_PYTHON, "-P", str(DEBIAN / "gen-docs.py"), "--version", source_version(), "--outdir", str(out)],
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SOURCE_DATE_EPOCH": "0", "PYTHONHASHSEED": seed},
+            check=True,
+        )
+        outputs.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert all(o == outputs[0] for o in outputs[1:])
+    assert b"\\fB\\-h\\fR, \\fB\\-\\-help\\fR" in outputs[0][Path("msrctl.1")]
+
+
 def test_both_packages_ship_the_policy_reference() -> None:
     """README links docs/access-policy.md: the installed docs carry it too."""
     for pkg in ("msrctl", "msrdrv-dkms"):
