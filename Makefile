@@ -72,10 +72,14 @@ clean:
 # The .debs are only ever installed inside the guest, never on this machine.
 DEB_DIR := build/deb
 
-.PHONY: deb test-deb
+.PHONY: deb deb-repro test-deb
 
 deb:
 	tests/deb/build.sh $(DEB_DIR)
+
+# Two builds under different hash seed, time zone, locale, umask and path: identical .debs.
+deb-repro:
+	tests/deb/repro.sh
 
 # DEB_TEST_ARGS: pytest arguments for the guest run; `make test` leaves out
 # Debian's dkms-autopkgtest (another 2.5 min; the install test already has
