@@ -333,7 +333,6 @@ static bool msrdrv_run_local(struct msrdrv_exec *x, struct msrdrv_policy *pol,
 	unsigned int self, target;
 	unsigned long irqflags;
 	bool multi;
-	u32 i;
 
 	preempt_disable();
 	self = smp_processor_id();
@@ -342,13 +341,13 @@ static bool msrdrv_run_local(struct msrdrv_exec *x, struct msrdrv_policy *pol,
 		return false;
 	}
 	msrdrv_policy_begin_atomic(pol);
-	if (msrdrv_prepare(x, self, &multi, &target)) {
+	x->left = msrdrv_prepare(x, self, &multi, &target);
+	if (x->left) {
 		if (x->nwrites && pol->rawio)
 			msrdrv_policy_rawio_writes(x->wmsr, x->wcpu, x->nwrites);
+		/* At most section_ops ops: one section runs them all. */
 		local_irq_save(irqflags);
-		for (i = 0; i < x->n; i++)
-			if (msrdrv_op_runnable(&x->ops[i]))
-				msrdrv_exec_op(x, &x->ops[i]);
+		msrdrv_exec_single(x);
 		local_irq_restore(irqflags);
 	}
 	msrdrv_policy_end_atomic(pol);
