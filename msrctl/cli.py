@@ -485,8 +485,12 @@ def generate(
     from . import render
 
     udev = {"--group": group, "--mode": mode}
-    modprobe = {"--max-ops": max_ops, "--max-ops-user": max_ops_user, "--section-ops": section_ops}
-    modprobe["--allow-writes"] = allow_writes
+    modprobe = {
+        "--max-ops": max_ops,
+        "--max-ops-user": max_ops_user,
+        "--section-ops": section_ops,
+        "--allow-writes": allow_writes,
+    }
     other = modprobe if what == Generated.udev_rule else udev
     stray = [name for name, value in other.items() if value is not None]
     if stray:

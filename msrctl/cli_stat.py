@@ -39,20 +39,15 @@ def stat(
     import warnings
     from dataclasses import replace
 
+    from . import diagnose, system
     from . import events as ev_mod
     from . import pmu as pmu_mod
-    from . import system
     from .cli_allowlist import _open
     from .region import PmuError, Region
 
     online = system.online_cpus()
     if cpu not in online:  # before the PMU: a wrong CPU is the user's to fix, whatever the PMU
-        raise MsrctlError(
-            f"no such CPU {cpu}",
-            f"it is absent or offline (online: {system.cpu_list_text(online)})",
-            "choose an online CPU with -p",
-            errors.NO_CPU,
-        )
+        raise diagnose.no_such_cpu(cpu, online, "choose an online CPU with -p")
     pmu = pmu_mod.detect(cpu)
     if not pmu.present:
         raise MsrctlError(

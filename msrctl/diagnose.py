@@ -13,6 +13,8 @@ from .errors import ASK_FOR_LIST, LOAD_PROFILE, MsrctlError
 if TYPE_CHECKING:  # the allowlist module loads cffi: only for the type here
     from .allowlist import Entry
 
+# For a kernel without module support (CONFIG_MODULES): `msrctl read` and `status` both say it.
+NO_MODULES_FIX = "boot a kernel built with module support (CONFIG_MODULES=y), such as Debian's linux-image-amd64"
 JOIN_GROUP = f"join the group: sudo usermod -aG {system.GROUP} $USER, then log in again"
 
 
@@ -64,7 +66,7 @@ def open_error(path: str, err: int) -> MsrctlError:
             return MsrctlError(
                 what,
                 "msrdrv is not loaded, and this kernel cannot load modules (no /proc/modules)",
-                "boot a kernel built with module support (CONFIG_MODULES=y), such as Debian's linux-image-amd64",
+                NO_MODULES_FIX,
                 errors.NOT_LOADED,
             )
         if not system.module_loaded():
@@ -83,6 +85,16 @@ def open_error(path: str, err: int) -> MsrctlError:
         why, fix = permission_fix(system.node(path), system.user())
         return MsrctlError(what, why, fix, errors.PERMISSION)
     return MsrctlError(what, os.strerror(err), "see `msrctl status`", errors.FAILURE)
+
+
+def no_such_cpu(
+    cpu: int, online: list[int] | None = None, fix: str = "choose an online CPU with -p, or use -a for all"
+) -> MsrctlError:
+    """A CPU that is absent or offline (exit 2, as rdmsr), naming the online ones."""
+    cpus = online if online is not None else system.online_cpus()
+    return MsrctlError(
+        f"no such CPU {cpu}", f"it is absent or offline (online: {system.cpu_list_text(cpus)})", fix, errors.NO_CPU
+    )
 
 
 def _msr(msr: int, name: str | None) -> str:
@@ -104,13 +116,7 @@ def op_error(
     """One failed op: kind is read/write/rdtsc; writes_reason explains an EPERM write, mask is a
     write's, entries the allowlist in force (None if unknown) to explain an EACCES."""
     if err == errno.ENXIO:
-        cpus = online if online is not None else system.online_cpus()
-        return MsrctlError(
-            f"no such CPU {cpu}",
-            f"it is absent or offline (online: {system.cpu_list_text(cpus)})",
-            "choose an online CPU with -p, or use -a for all",
-            errors.NO_CPU,
-        )
+        return no_such_cpu(cpu, online)
     target = "TSC" if kind == "rdtsc" else _msr(msr, name)
     if err == errno.EIO:
         if kind == "write":

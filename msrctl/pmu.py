@@ -175,8 +175,8 @@ def kernel_has_core_pmu(devices: Path = PERF_DEVICES) -> bool | None:
 def detect(cpu: int = 0, devices: Path = PERF_DEVICES) -> Pmu:
     """The PMU of this CPU as the hardware and the kernel both see it."""
     cpuid = cpuid_reader(cpu)
-    pmu = from_cpuid(cpuid) if cpuid is not None else from_cpuinfo(*_cpuinfo())
-    _, flags = _cpuinfo()
+    vendor_id, flags = _cpuinfo()  # read once: both the fallback and the VM note need it
+    pmu = from_cpuid(cpuid) if cpuid is not None else from_cpuinfo(vendor_id, flags)
     vm = f"; {VM_NOTE}" if "hypervisor" in flags and VM_NOTE not in pmu.reason else ""
     if not pmu.present:
         return replace(pmu, reason=pmu.reason + vm)

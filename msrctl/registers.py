@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,26 +151,32 @@ def _number(text: str) -> int | None:
         return None
 
 
-def matches(reg: Register, pattern: str) -> bool:
-    """pattern is reg's number, or is contained (any case, '-' as '_') in a name, an alias,
-    a name without its MSR_/IA32_ prefix, or the description."""
+def matcher(pattern: str) -> Callable[[Register], bool]:
+    """A test for registers that pattern names: pattern as a number is the register's
+    number; as text it is contained (any case, '-' as '_') in a name, an alias, a name
+    without its MSR_/IA32_ prefix, or the description.  The pattern is parsed once."""
     number = _number(pattern)
     if number is not None:
-        return reg.msr == number
+        return lambda reg: reg.msr == number
     key = pattern.strip().upper().replace("-", "_")
     short = normalize(pattern)
-    names = (reg.name, *reg.aliases)
-    return (
-        any(key in n.upper() or (short and short in normalize(n)) for n in names)
-        or pattern.strip().lower() in reg.description.lower()
-    )
+    words = pattern.strip().lower()
+
+    def test(reg: Register) -> bool:
+        names = (reg.name, *reg.aliases)
+        return any(key in n.upper() or (short and short in normalize(n)) for n in names) or (
+            words in reg.description.lower()
+        )
+
+    return test
 
 
 def select(vendor: str | None = None, pattern: str | None = None) -> list[Register]:
-    """Registers for a vendor (shared ones included) that match pattern (see matches())."""
+    """Registers for a vendor (shared ones included) that match pattern (see matcher())."""
     regs = list(table())
     if vendor:
         regs = [r for r in regs if r.vendor in (vendor, "both")]
     if pattern:
-        regs = [r for r in regs if matches(r, pattern)]
+        wanted = matcher(pattern)
+        regs = [r for r in regs if wanted(r)]
     return regs

@@ -135,7 +135,7 @@ def report(device: str) -> dict[str, Any]:
             problems,
             errors.NOT_LOADED,
             "msrdrv module not loaded, and this kernel cannot load modules (no /proc/modules)",
-            "boot a kernel built with module support (CONFIG_MODULES=y), such as Debian's linux-image-amd64",
+            diagnose.NO_MODULES_FIX,
         )
     elif not loaded:
         fix = "run: sudo msrctl load" if module["file"] else diagnose_install()
