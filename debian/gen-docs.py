@@ -1,12 +1,16 @@
 #!/usr/bin/python3
-"""Generate msrctl's man page and bash completion from its own command tree.
+"""Generate msrctl's man pages and bash completion from its own command tree.
 
 Run at package build time against the freshly installed msrctl (PYTHONPATH
-pointing at it), so both files follow the CLI without anyone editing them:
+pointing at it), so both follow the CLI without anyone editing them:
 
-    PYTHONPATH=<dist-packages> python3 -P gen-docs.py --version 0.1.0 --outdir debian/generated
-        -> debian/generated/msrctl.1
+    PYTHONPATH=<dist-packages> python3 -P gen-docs.py --version 0.2.0 --outdir debian/generated
+        -> debian/generated/man/msrctl.1, msrctl-read.1, ... (one per command)
            debian/generated/bash-completion/msrctl
+
+The man pages are click-man's (python3-click-man), with the exit codes and
+the files msrctl uses added to msrctl.1.  click-man runs on click itself,
+hence on Debian 12's typer 0.7, not on later typers' private copy of click.
 
 The completion is static (a table of commands, options and choices) rather
 than typer's dynamic one: msrctl turns typer's completion options off, and
@@ -17,10 +21,9 @@ with an instruction typer does not accept, so it would never complete.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +58,7 @@ def subcommands(cmd: Command) -> list[tuple[str, Command]]:
     return [(name, sub) for name, sub in sorted(cmd.commands.items()) if not getattr(sub, "hidden", False)]
 
 
-def walk(cmd: Command, path: tuple[str, ...] = ()):
+def walk(cmd: Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Command]]:
     """(path, command) for the root and every visible subcommand, depth first."""
     yield path, cmd
     for name, sub in subcommands(cmd):
@@ -104,112 +107,58 @@ def context(cmd: Command, name: str, parent: Context | None = None) -> Context:
     return Context(cmd, info_name=name, parent=parent, **settings)
 
 
-# --- man page ---------------------------------------------------------------------
+# --- man pages ----------------------------------------------------------------------
 
 
 def roff(text: str) -> str:
-    """Escape running text for roff: backslashes, minus signs, control lines."""
-    text = text.replace("\\", "\\e").replace("-", "\\-")
-    return "\n".join("\\&" + line if line.startswith((".", "'")) else line for line in text.splitlines())
+    """Escape running text for roff: backslashes and minus signs (one line, no requests)."""
+    text = " ".join(text.split()).replace("\\", "\\e").replace("-", "\\-")
+    return "\\&" + text if text.startswith((".", "'")) else text
 
 
-def paragraphs(text: str) -> list[str]:
-    """Help text as roff paragraphs; click's \\b marks a block kept as written."""
-    out = []
-    for block in re.split(r"\n\s*\n", (text or "").strip()):
-        if not block.strip():
-            continue
-        if block.startswith("\b"):
-            out.append(".nf\n" + roff(block[1:].strip("\n")) + "\n.fi")
-        else:
-            out.append(roff(" ".join(line.strip() for line in block.splitlines())))
-    return out
+# What click-man has no field for, appended to the top page: the exit codes
+# (the root command's epilog) and the files msrctl works with.
+TOP_PAGE_TAIL = """.SH FILES
+.TP
+\\fI/dev/msrdrv\\fR
+The msrdrv device node (package msrdrv\\-dkms); group msr, mode 0660.
+.TP
+\\fI/usr/lib/udev/rules.d/60\\-msrdrv.rules\\fR
+The udev rule that gives the node its group and mode.
+.SH SEE ALSO
+\\fBdkms\\fR(8), \\fBmodprobe\\fR(8), \\fBudev\\fR(7)
+"""
 
 
-def option_entry(p: Param, ctx: Context) -> str:
-    if is_argument(p):
-        head = f"\\fI{roff(metavar(p, ctx))}\\fR"
-        text = getattr(p, "help", None) or ""
-    else:
-        # Short names first, each kind in declared order: click builds the help
-        # option's names from a set, whose order follows PYTHONHASHSEED.
-        ordered = sorted((*p.opts, *p.secondary_opts), key=lambda o: o.startswith("--"))
-        names = ", ".join(f"\\fB{roff(o)}\\fR" for o in ordered)
-        head = names + (f" \\fI{roff(metavar(p, ctx))}\\fR" if takes_value(p) else "")
-        text = p.help or ""
-        extra = []
-        if choices(p):
-            extra.append("one of: " + ", ".join(choices(p)))
-        if p.envvar:
-            envs = [p.envvar] if isinstance(p.envvar, str) else list(p.envvar)
-            extra.append("environment: " + ", ".join(envs))
-        if takes_value(p) and p.default not in (None, "", (), []) and not callable(p.default):
-            extra.append(f"default: {p.default}")
-        if extra:
-            text = f"{text} [{'; '.join(extra)}]".strip()
-    return f".TP\n{head}\n{roff(' '.join(text.split()))}"
+def man_pages(root: Command, version: str, outdir: Path) -> None:
+    """One page per command by click-man: msrctl.1, msrctl-read.1, msrctl-allowlist-load.1, ...
 
+    click-man dates the pages by SOURCE_DATE_EPOCH itself, walks commands in
+    their declared order and prints each option's names as declared (it leaves
+    out the help option, whose names click keeps in a set), so the pages do not
+    depend on the clock or on PYTHONHASHSEED.
+    """
+    from click_man.core import write_man_pages
 
-def usage(path: tuple[str, ...], cmd: Command, ctx: Context) -> str:
-    pieces = [f"\\fB{roff(' '.join((PROG, *path)))}\\fR", "[\\fIOPTIONS\\fR]"]
-    for p in cmd.params:
-        if is_argument(p):
-            mv = roff(metavar(p, ctx))
-            pieces.append(f"\\fI{mv}\\fR" if p.required else f"[\\fI{mv}\\fR]")
-    if subcommands(cmd):
-        pieces.append("\\fICOMMAND\\fR [\\fIARGS\\fR]...")
-    return " ".join(pieces)
-
-
-def man_page(root: Command, version: str, date: str) -> str:
-    ctx = context(root, PROG)
-    summary = (root.help or "").strip().split("\n")[0].rstrip(".")
-    summary = summary[0].lower() + summary[1:] if summary else "msrdrv control"
-    out = [
-        f".\\\" Generated by debian/gen-docs.py from {PROG}'s command tree; do not edit.",
-        f'.TH {PROG.upper()} 1 "{date}" "{PROG} {version}" "User Commands"',
-        ".SH NAME",
-        f"{PROG} \\- {roff(summary)}",
-        ".SH SYNOPSIS",
-        usage((), root, ctx),
-        ".SH DESCRIPTION",
-        "\n.PP\n".join(paragraphs(root.help or "")),
-        ".SH OPTIONS",
-        *[option_entry(p, ctx) for p in params(root, ctx)],
-        ".SH COMMANDS",
-    ]
-    for path, cmd in walk(root):
-        if not path:
-            continue
-        sub_ctx = context(cmd, path[-1], ctx)
-        out.append(f'.SS "{" ".join(path)}"')
-        out.append(usage(path, cmd, sub_ctx))
-        for para in paragraphs(cmd.help or ""):
-            out += [".PP", para]
-        entries = [option_entry(p, sub_ctx) for p in params(cmd, sub_ctx)]
-        if entries:
-            out += [".PP", "Arguments and options:", ".RS", *entries, ".RE"]
-    if root.epilog:
-        out.append(".SH EXIT STATUS")
-        out += paragraphs(root.epilog)
-    out += [
-        ".SH FILES",
-        ".TP",
-        "\\fI/dev/msrdrv\\fR",
-        "The msrdrv device node (package msrdrv\\-dkms); group msr, mode 0660.",
-        ".TP",
-        "\\fI/usr/lib/udev/rules.d/60\\-msrdrv.rules\\fR",
-        "The udev rule that gives the node its group and mode.",
-        ".SH SEE ALSO",
-        "\\fBdkms\\fR(8), \\fBmodprobe\\fR(8), \\fBudev\\fR(7)",
-    ]
-    return "\n".join(out) + "\n"
+    outdir.mkdir(parents=True, exist_ok=True)
+    # .TH's footer reads "msrctl 0.2.0", the package and its version.
+    write_man_pages(PROG, root, version=f"{PROG} {version}", target_dir=str(outdir))
+    for page in sorted(outdir.glob("*.1")):
+        text = page.read_text()
+        # click-man names a nested command's page "msrctl allowlist-load(1)";
+        # the page it wrote is msrctl-allowlist-load(1).
+        text = re.sub(r"\\fB([^\\]+)\(1\)\\fP", lambda m: f"\\fB{m[1].replace(' ', '-')}\\fP(1)", text)
+        if page.name == f"{PROG}.1":
+            if root.epilog:
+                text += f".SH EXIT STATUS\n{roff(root.epilog)}\n"
+            text += TOP_PAGE_TAIL
+        page.write_text(text)
 
 
 # --- bash completion ----------------------------------------------------------------
 
 
-def words(items) -> str:
+def words(items: Iterable[str]) -> str:
     return " ".join(sorted(set(items)))
 
 
@@ -292,10 +241,8 @@ def main() -> int:
     ap.add_argument("--outdir", type=Path, required=True)
     args = ap.parse_args()
     root = command_tree()
-    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))
-    date = time.strftime("%Y-%m-%d", time.gmtime(epoch))
+    man_pages(root, args.version, args.outdir / "man")
     (args.outdir / "bash-completion").mkdir(parents=True, exist_ok=True)
-    (args.outdir / f"{PROG}.1").write_text(man_page(root, args.version, date))
     (args.outdir / "bash-completion" / PROG).write_text(completion(root))
     return 0
 

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installs what `make test` and `make demo` need, only when it is missing:
 # Debian's kernel image and headers (the guest kernel), QEMU, the compiler,
-# Debian 12's python3-typer/cffi/jinja2 (msrctl must run on them too), and a
+# Debian 12's python3-typer/cffi/jinja2 (msrctl must run on them too) and
+# python3-click-man (the package build's man pages), and a
 # virtual environment .venv with the latest PyPI releases plus virtme-ng.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ PKGS=(
 	qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static
 	build-essential libc6-dev linux-libc-dev kmod udev util-linux
 	python3 python3-venv python3-pytest python3-typer python3-cffi python3-jinja2 python3-numpy
+	python3-click-man
 	dkms dh-dkms debhelper dh-python pybuild-plugin-pyproject python3-all
 	python3-setuptools dpkg-dev fakeroot lintian
 )

@@ -3,8 +3,8 @@
 dkms/VERSION is the version source (test_version.py); the Debian changelog
 must carry the same upstream version with revision 1, dkms.conf must take
 its version from the package (dh_dkms -V), the package dependencies must
-match pyproject's, and the man page and completion generator must cover the
-CLI.  Building and installing the .debs is `make deb` / `make test-deb`.
+match pyproject's, and the man pages and completion generated at build time
+must cover the CLI.  Building and installing the .debs is `make deb` / `make test-deb`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,25 +168,72 @@ def test_lintian_overrides_give_a_reason() -> None:
                 assert i > 0 and lines[i - 1].startswith("#"), f"{path.name}: override without a reason: {line}"
 
 
-def debian_python_has_typer() -> bool:
+def debian_python_has_the_build_stack() -> bool:
     if not Path(DEBIAN_PYTHON).exists():
         return False
-    probe = subprocess.run([DEBIAN_PYTHON, "-c", "import typer, click"], capture_output=True, check=False)
+    probe = subprocess.run([DEBIAN_PYTHON, "-c", "import typer, click, click_man"], capture_output=True, check=False)
     return probe.returncode == 0
 
 
-@pytest.mark.skipif(not debian_python_has_typer(), reason="needs Debian's python3-typer (the package build's stack)")
-def test_man_page_and_completion_are_generated_from_the_cli(tmp_path: Path) -> None:
-    """What debian/rules runs at build time, against Debian 12's typer 0.7 and click."""
+needs_the_build_stack = pytest.mark.skipif(
+    not debian_python_has_the_build_stack(),
+    reason="needs Debian's python3-typer and python3-click-man (the package build's stack)",
+)
+
+
+def generate_docs(out: Path, **env: str) -> dict[str, str]:
+    """What debian/rules runs at build time, on Debian 12's typer 0.7, click and click-man: {page name: text}."""
     subprocess.run(
-        [DEBIAN_PYTHON, "-P", str(DEBIAN / "gen-docs.py"), "--version", source_version(), "--outdir", str(tmp_path)],
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SOURCE_DATE_EPOCH": "0"},
+        [DEBIAN_PYTHON, "-P", str(DEBIAN / "gen-docs.py"), "--version", source_version(), "--outdir", str(out)],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SOURCE_DATE_EPOCH": "0", **env},
         check=True,
     )
-    man = (tmp_path / "msrctl.1").read_text()
-    assert f'"msrctl {source_version()}"' in man.splitlines()[1]
-    for cmd in ("load", "unload", "status", "read", "write", "generate"):
-        assert f'.SS "{cmd}"' in man, cmd
+    return {p.name: p.read_text() for p in sorted((out / "man").iterdir())}
+
+
+def command_pages() -> dict[str, Any]:
+    """The page each visible command should get, by file name: msrctl.1, msrctl-read.1, msrctl-allowlist-load.1, ..."""
+    import typer.main
+
+    from msrctl.cli import app
+
+    pages: dict[str, Any] = {}
+
+    def visit(cmd: Any, path: tuple[str, ...]) -> None:
+        pages["-".join(path) + ".1"] = cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            if not sub.hidden:
+                visit(sub, (*path, name))
+
+    visit(typer.main.get_command(app), ("msrctl",))
+    return pages
+
+
+def roff_dashes(text: str) -> str:
+    return text.replace("-", "\\-")
+
+
+@needs_the_build_stack
+def test_man_pages_and_completion_are_generated_from_the_cli(tmp_path: Path) -> None:
+    man = generate_docs(tmp_path)
+    expected = command_pages()
+    # One page per command, no more, no fewer.
+    assert set(man) == set(expected)
+    assert {"msrctl.1", "msrctl-read.1", "msrctl-write.1", "msrctl-load.1", "msrctl-allowlist-load.1"} <= set(man)
+    for name, cmd in expected.items():
+        title = name[: -len(".1")].replace("-", " ").upper()
+        assert man[name].startswith(f'.TH "{title}" "1" "1970-01-01" "msrctl {source_version()}" '), name
+        # A group's page lists its commands and points at their pages.
+        for sub, sub_cmd in getattr(cmd, "commands", {}).items():
+            if not sub_cmd.hidden:
+                assert f"\\fB{sub}\\fP\n" in man[name], (name, sub)
+                assert f"\\fB{name[: -len('.1')]}-{sub}\\fP(1)" in man[name], (name, sub)
+        # Each page documents its command's options under every name.
+        for param in cmd.params:
+            if param.param_type_name == "option" and not param.hidden:
+                for opt in (*param.opts, *param.secondary_opts):
+                    assert roff_dashes(opt) in man[name], (name, opt)
+    assert ".SH EXIT STATUS\n" in man["msrctl.1"] and "\\fI/dev/msrdrv\\fR" in man["msrctl.1"]
     bash = shutil.which("bash")
     if bash is None:
         return
@@ -195,20 +243,28 @@ def test_man_page_and_completion_are_generated_from_the_cli(tmp_path: Path) -> N
     assert {"load", "status", "read", "write", "generate"} <= set(got), got
 
 
-@pytest.mark.skipif(not debian_python_has_typer(), reason="needs Debian's python3-typer (the package build's stack)")
-def test_man_page_and_completion_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
-    """click keeps the help option's names in a set: seed 2 used to print `--help, -h`."""
+@needs_the_build_stack
+def test_man_pages_are_dated_by_source_date_epoch(tmp_path: Path) -> None:
+    """2023-11-14 22:13:20 UTC: already the 15th at UTC+14, still the 14th in the build's date."""
+    man = generate_docs(tmp_path, SOURCE_DATE_EPOCH="1700000000", TZ="Pacific/Kiritimati")
+    assert man
+    for name, text in man.items():
+        assert text.split("\n", 1)[0].split('" "')[2] == "2023-11-14", name
+
+
+@needs_the_build_stack
+def test_man_pages_and_completion_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
+    """click keeps the help option's names in a set (seed 2 printed `--help, -h`); nothing may follow the seed."""
     outputs = []
     for seed in ("0", "1", "2", "3"):
         out = tmp_path / seed
-        subprocess.run(
-            [DEBIAN_PYTHON, "-P", str(DEBIAN / "gen-docs.py"), "--version", source_version(), "--outdir", str(out)],
-            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SOURCE_DATE_EPOCH": "0", "PYTHONHASHSEED": seed},
-            check=True,
-        )
+        generate_docs(out, PYTHONHASHSEED=seed)
         outputs.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
     assert all(o == outputs[0] for o in outputs[1:])
-    assert b"\\fB\\-h\\fR, \\fB\\-\\-help\\fR" in outputs[0][Path("msrctl.1")]
+    # Option names print in their declared order: short first.
+    assert b"\\fB\\-p,\\fP \\-\\-cpu, \\-\\-processor CPUS\n" in outputs[0][Path("man/msrctl-read.1")]
+    # The completion offers the help option's names, sorted.
+    assert b" --help --hexadecimal " in outputs[0][Path("bash-completion/msrctl")]
 
 
 def test_both_packages_ship_the_policy_reference() -> None:
