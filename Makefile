@@ -66,20 +66,29 @@ clean:
 # --- Debian packages (issue 4; owned with debian/ and tests/deb/) ------------------
 # make deb       build msrdrv-dkms and msrctl (.deb, arch all) in a copy of the
 #                checkout under build/deb/, then lintian (errors/warnings fail)
+# make deb-lintian-trixie  make deb, then trixie's lintian (errors/warnings
+#                fail) on the same .changes and any .dsc, in the cached trixie
+#                chroot of make compat (tests/deb/lintian-release.sh)
 # make test-deb  make deb, then boot the guest once: apt install, udev, group
 #                access, remove/purge, reinstall, dkms-autopkgtest; checks the
 #                guest dmesg; closing line 'deb: N passed, N failed, N skipped'
 # The .debs are only ever installed inside the guest, never on this machine.
 DEB_DIR := build/deb
 
-.PHONY: deb deb-repro test-deb
+.PHONY: deb deb-repro deb-lintian-trixie test-deb
 
 deb:
 	tests/deb/build.sh $(DEB_DIR)
 
-# Two builds under different hash seed, time zone, locale, umask and path: identical .debs.
+# Debian's reprotest: a second build under other hash seed, time (faketime), file
+# order (disorderfs), path, locale, time zone, umask, HOME, CPUs, uname, host
+# name must give identical .debs (diffoscope on a difference); ~20 s, nocheck.
 deb-repro:
 	tests/deb/repro.sh
+
+# The next release's lintian knows tags bookworm's does not (aliased-location).
+deb-lintian-trixie: deb
+	tests/deb/lintian-release.sh trixie $(DEB_DIR)
 
 # DEB_TEST_ARGS: pytest arguments for the guest run; `make test` leaves out
 # Debian's dkms-autopkgtest (another 2.5 min; the install test already has

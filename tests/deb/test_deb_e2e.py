@@ -302,7 +302,7 @@ def test_a_user_outside_the_group_gets_the_permission_error() -> None:
 
 def test_the_boot_time_allowlist_unit_is_off_and_works() -> None:
     """msrdrv-allowlist.service ships disabled; its commands load /etc/msrdrv/allowlist."""
-    unit = Path("/lib/systemd/system/msrdrv-allowlist.service")
+    unit = Path("/usr/lib/systemd/system/msrdrv-allowlist.service")
     assert unit.is_file()
     assert not list(Path("/etc/systemd/system").glob("*.wants/msrdrv-allowlist.service"))
     conf = Path("/etc/msrdrv/allowlist")
