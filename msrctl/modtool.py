@@ -16,6 +16,25 @@ INSTALL_FIX = (
 )
 
 
+def not_installed(release: str) -> MsrctlError:
+    """msrdrv.ko is missing for this kernel: say which step is missing, not just "install it"."""
+    what = "cannot load msrdrv"
+    versions = system.dkms_versions()
+    if not versions:
+        return MsrctlError(what, f"msrdrv is not installed for kernel {release}", INSTALL_FIX, errors.MODULE)
+    have = f"DKMS has msrdrv {versions[-1]} but has not built it for kernel {release}"
+    if not system.headers_installed(release):
+        return MsrctlError(
+            what,
+            f"{have}: the kernel headers are not installed",
+            f"install them: sudo apt install linux-headers-{release} (DKMS then builds msrdrv by itself)",
+            errors.MODULE,
+        )
+    return MsrctlError(
+        what, have, f"build it: sudo dkms autoinstall -k {release} (its log says why it failed)", errors.MODULE
+    )
+
+
 def _need_root(action: str) -> None:
     if os.geteuid() != 0:
         raise MsrctlError(f"cannot {action} msrdrv", "this needs root", f"run: sudo msrctl {action}", errors.PERMISSION)
@@ -49,7 +68,7 @@ def explain_load_failure(stderr: str, release: str) -> MsrctlError:
             errors.MODULE,
         )
     if "not found in directory" in text or "Module msrdrv not found" in text:
-        return MsrctlError(what, f"msrdrv is not installed for kernel {release}", INSTALL_FIX, errors.MODULE)
+        return not_installed(release)
     if "Operation not permitted" in text:
         return MsrctlError(
             what,
@@ -108,12 +127,7 @@ def load(ko: str | None, max_ops: int | None, device: str, timeout: float) -> li
                     errors.MODULE,
                 )
             if system.module_file() is None:
-                raise MsrctlError(
-                    "cannot load msrdrv",
-                    f"msrdrv is not installed for kernel {release} (modinfo msrdrv finds nothing)",
-                    INSTALL_FIX,
-                    errors.MODULE,
-                )
+                raise not_installed(release)
             _need_root("load")
             argv = [_tool("modprobe"), system.MODULE, *params]
         try:

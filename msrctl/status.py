@@ -8,6 +8,7 @@ from typing import Any
 
 from . import diagnose, errors, system
 from .errors import ASK_FOR_LIST, LOAD_TELEMETRY, MsrctlError
+from .modtool import not_installed
 
 # msrdrv_info.features, bit by bit (MSRDRV_FEAT_*).
 FEATURES = ("masked_write", "multi_cpu", "legacy_cmds", "allowlist", "snapshot", "protected")
@@ -138,8 +139,11 @@ def report(device: str) -> dict[str, Any]:
             diagnose.NO_MODULES_FIX,
         )
     elif not loaded:
-        fix = "run: sudo msrctl load" if module["file"] else diagnose_install()
-        _problem(problems, errors.NOT_LOADED, "msrdrv module not loaded", fix)
+        if module["file"]:
+            _problem(problems, errors.NOT_LOADED, "msrdrv module not loaded", "run: sudo msrctl load")
+        else:
+            err = not_installed(system.kernel_release())
+            _problem(problems, errors.NOT_LOADED, f"msrdrv module not loaded: {err.why}", err.fix)
     if loaded and not node.exists:
         _problem(
             problems,
@@ -177,12 +181,6 @@ def report(device: str) -> dict[str, Any]:
     rep["notes"] = notes
     rep["ok"] = not problems
     return rep
-
-
-def diagnose_install() -> str:
-    from .modtool import INSTALL_FIX
-
-    return INSTALL_FIX
 
 
 def exit_code(rep: dict[str, Any]) -> int:

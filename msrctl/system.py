@@ -10,6 +10,7 @@ import errno
 import grp
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -135,6 +136,20 @@ def dkms_status() -> str | None:
             installed = any((root / "lib/modules" / kver / "updates/dkms").glob(f"{MODULE}.ko*"))
             lines.append(f"{MODULE}/{ver.name}, {kver}, {arch}: {'installed' if installed else 'built'}")
     return "\n".join(lines)
+
+
+def dkms_versions() -> list[str]:
+    """msrdrv versions DKMS holds the source of (/var/lib/dkms/msrdrv/VERSION)."""
+    base = sysroot() / "var/lib/dkms" / MODULE
+    if not base.is_dir():
+        return []
+    names = [p.name for p in base.iterdir() if p.is_dir() and not p.is_symlink()]
+    return sorted(names, key=lambda v: [int(x) if x.isdigit() else -1 for x in re.split(r"[.+~-]", v)])
+
+
+def headers_installed(release: str) -> bool:
+    """Whether a module can be built for this kernel (its headers' Makefile is there)."""
+    return (sysroot() / "lib/modules" / release / "build" / "Makefile").is_file()
 
 
 def online_cpus() -> list[int]:

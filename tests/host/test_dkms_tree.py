@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from msrctl import system
+from msrctl import errors, system
 
 
 def make_tree(root: Path, installed: bool) -> None:
@@ -33,3 +33,27 @@ def test_added_only_and_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert system.dkms_status() == ""
     (tmp_path / "var/lib/dkms/msrdrv/0.2.0/source").mkdir(parents=True)
     assert system.dkms_status() == "msrdrv/0.2.0: added"
+
+
+def test_a_missing_module_names_the_missing_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No package; the package but no kernel headers (DKMS skipped the build); headers but no build."""
+    from msrctl.modtool import not_installed
+
+    monkeypatch.setenv("MSRCTL_SYSROOT", str(tmp_path))
+    release = "6.1.0-56-amd64"
+    err = not_installed(release)
+    assert err.why == f"msrdrv is not installed for kernel {release}" and "apt install msrdrv-dkms" in err.fix
+    (tmp_path / "var/lib/dkms/msrdrv/0.2.0/source").mkdir(parents=True)
+    build = tmp_path / "lib/modules" / release / "build"
+    build.mkdir(parents=True)  # a headers package being removed can leave an empty directory
+    err = not_installed(release)
+    assert (
+        err.why
+        == f"DKMS has msrdrv 0.2.0 but has not built it for kernel {release}: the kernel headers are not installed"
+    )
+    assert err.fix == f"install them: sudo apt install linux-headers-{release} (DKMS then builds msrdrv by itself)"
+    (build / "Makefile").write_text("")
+    err = not_installed(release)
+    assert err.why == f"DKMS has msrdrv 0.2.0 but has not built it for kernel {release}"
+    assert err.fix.startswith(f"build it: sudo dkms autoinstall -k {release}")
+    assert err.code == errors.MODULE
