@@ -54,7 +54,7 @@ test: bootstrap
 	$(MAKE) --no-print-directory lint || rc=1; \
 	$(MAKE) --no-print-directory test-host || rc=1; \
 	$(MAKE) --no-print-directory test-guest || rc=1; \
-	$(MAKE) --no-print-directory test-deb DEB_TEST_ARGS='-k "not autopkgtest and not reinstall"' || rc=1; \
+	$(MAKE) --no-print-directory test-deb DEB_TEST_ARGS='-k "not autopkgtest"' || rc=1; \
 	$(PY) tests/summary.py $(RESULTS)/host.xml $(RESULTS)/host-debian12.xml $(RESULTS)/guest.xml \
 		$(RESULTS)/deb.xml || rc=1; \
 	exit $$rc
@@ -63,22 +63,36 @@ clean:
 	-$(MAKE) -s -C dkms KVER=$(KVER) clean
 	rm -rf $(RESULTS) build
 
-# --- Debian packages (issue 4; owned with debian/ and tests/deb/) ------------------
-# make deb       build msrdrv-dkms and msrctl (.deb, arch all) in a copy of the
-#                checkout under build/deb/, then lintian (errors/warnings fail)
+# --- Debian packages (issue 4, 16; owned with debian/ and tests/deb/) -------------
+# make deb       the source package (orig tarball without debian/, .dsc) and
+#                both binaries (arch all) built from it in a clean bookworm
+#                chroot (pbuilder; base cached in /var/cache/pbuilder, made on
+#                first use), then lintian on source and binaries (errors and
+#                warnings fail); all in build/deb/.  DEB_BUILDER=host builds
+#                on this machine instead (tests/deb/build.sh)
+# make deb-upgrade  the same tree as the next patch release (build/deb-upgrade/,
+#                built here, unit tests skipped): what the upgrade test installs
 # make deb-lintian-trixie  make deb, then trixie's lintian (errors/warnings
 #                fail) on the same .changes and any .dsc, in the cached trixie
 #                chroot of make compat (tests/deb/lintian-release.sh)
-# make test-deb  make deb, then boot the guest once: apt install, udev, group
-#                access, remove/purge, reinstall, dkms-autopkgtest; checks the
-#                guest dmesg; closing line 'deb: N passed, N failed, N skipped'
+# make test-deb  make deb and deb-upgrade, then boot the guest once: apt install
+#                without kernel headers, the headers' DKMS hook, udev, group
+#                access, upgrade with the module in use, remove/purge with it
+#                loaded, the autopkgtest runner; checks the guest dmesg;
+#                closing line 'deb: N passed, N failed, N skipped'
 # The .debs are only ever installed inside the guest, never on this machine.
 DEB_DIR := build/deb
+DEB_UPGRADE_DIR := build/deb-upgrade
+DEB_UPGRADE_VERSION := $(shell awk -F. '{ print $$1 "." $$2 "." $$3 + 1 }' dkms/VERSION)
 
-.PHONY: deb deb-repro deb-lintian-trixie test-deb
+.PHONY: deb deb-upgrade deb-repro deb-lintian-trixie test-deb
 
 deb:
 	tests/deb/build.sh $(DEB_DIR)
+
+deb-upgrade:
+	DEB_BUILDER=host DEB_BUILD_OPTIONS=nocheck MSRDRV_DEB_VERSION=$(DEB_UPGRADE_VERSION) \
+		tests/deb/build.sh $(DEB_UPGRADE_DIR)
 
 # Debian's reprotest: a second build under other hash seed, time (faketime), file
 # order (disorderfs), path, locale, time zone, umask, HOME, CPUs, uname, host
@@ -90,14 +104,13 @@ deb-repro:
 deb-lintian-trixie: deb
 	tests/deb/lintian-release.sh trixie $(DEB_DIR)
 
-# DEB_TEST_ARGS: pytest arguments for the guest run; `make test` leaves out
-# Debian's dkms-autopkgtest (another 2.5 min; the install test already has
-# dkms build the module) and the reinstall (a second apt install, 5 min under
-# TCG on the 2-core machine) to keep `make test` under 25 minutes.
+# DEB_TEST_ARGS: pytest arguments for the guest run; `make test` leaves out the
+# autopkgtest runner (dkms-autopkgtest purges, reinstalls and builds once more:
+# about 5 min under TCG on the 2-core machine) to keep `make test` near 25 minutes.
 DEB_TEST_ARGS ?=
 
-test-deb: bootstrap deb
-	$(PY) tests/deb/e2e.py --kernel $(KVER) --debs $(DEB_DIR) -- $(DEB_TEST_ARGS)
+test-deb: bootstrap deb deb-upgrade
+	$(PY) tests/deb/e2e.py --kernel $(KVER) --debs $(DEB_DIR) --upgrade-debs $(DEB_UPGRADE_DIR) -- $(DEB_TEST_ARGS)
 
 # --- Kernel compatibility (issue 6; owned with tests/compat/) -----------------
 # make compat        build dkms/ with -Werror, then `dkms build -k`, against

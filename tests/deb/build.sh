@@ -15,8 +15,8 @@
 # 4. lintian (errors and warnings fail) on the .changes: source and binaries.
 #
 # MSRDRV_DEB_VERSION=X.Y.Z builds the same tree as upstream version X.Y.Z
-# (VERSION files and a changelog entry rewritten in the copy): the "newer
-# release" of the upgrade tests.  Everything lands in OUTDIR; the checkout
+# (VERSION files rewritten and a changelog entry a minute newer added in the
+# copy): the "newer release" of the upgrade tests.  Everything lands in OUTDIR; the checkout
 # stays clean.  Missing tools are installed with apt-get first.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -84,7 +84,7 @@ if [ -n "${MSRDRV_DEB_VERSION:-}" ]; then
 	sed -i "s/^__version__ = .*/__version__ = \"$upstream\"/" "$OUT/tree/msrctl/_version.py"
 	{
 		printf 'msrdrv (%s) unstable; urgency=medium\n\n  * Rebuilt as %s for the upgrade tests.\n\n' "$version" "$upstream"
-		printf ' -- msrdrv developer <dev@msrdrv.invalid>  %s\n\n' "$(date -R -u -d @"$(cd "$REPO" && dpkg-parsechangelog -S Timestamp)")"
+		printf ' -- msrdrv developer <dev@msrdrv.invalid>  %s\n\n' "$(date -R -u -d @$(($(cd "$REPO" && dpkg-parsechangelog -S Timestamp) + 60)))"
 		cat "$OUT/tree/debian/changelog"
 	} >"$OUT/tree/debian/changelog.new"
 	mv "$OUT/tree/debian/changelog.new" "$OUT/tree/debian/changelog"
