@@ -55,8 +55,9 @@ test: bootstrap
 	$(MAKE) --no-print-directory test-host || rc=1; \
 	$(MAKE) --no-print-directory test-guest || rc=1; \
 	$(MAKE) --no-print-directory test-deb DEB_TEST_ARGS='-k "not autopkgtest"' || rc=1; \
+	tests/deb/piuparts.sh $(DEB_DIR) $(RESULTS)/piuparts.xml || rc=1; \
 	$(PY) tests/summary.py $(RESULTS)/host.xml $(RESULTS)/host-debian12.xml $(RESULTS)/guest.xml \
-		$(RESULTS)/deb.xml || rc=1; \
+		$(RESULTS)/deb.xml $(RESULTS)/piuparts.xml || rc=1; \
 	exit $$rc
 
 clean:
@@ -75,6 +76,7 @@ clean:
 # make deb-lintian-trixie  make deb, then trixie's lintian (errors/warnings
 #                fail) on the same .changes and any .dsc, in the cached trixie
 #                chroot of make compat (tests/deb/lintian-release.sh)
+# make deb-piuparts  piuparts' install-purge-install cycle on the .debs
 # make test-deb  make deb and deb-upgrade, then boot the guest once: apt install
 #                without kernel headers, the headers' DKMS hook, udev, group
 #                access, upgrade with the module in use, remove/purge with it
@@ -85,7 +87,7 @@ DEB_DIR := build/deb
 DEB_UPGRADE_DIR := build/deb-upgrade
 DEB_UPGRADE_VERSION := $(shell awk -F. '{ print $$1 "." $$2 "." $$3 + 1 }' dkms/VERSION)
 
-.PHONY: deb deb-upgrade deb-repro deb-lintian-trixie test-deb
+.PHONY: deb deb-upgrade deb-repro deb-lintian-trixie deb-piuparts test-deb
 
 deb:
 	tests/deb/build.sh $(DEB_DIR)
@@ -103,6 +105,12 @@ deb-repro:
 # The next release's lintian knows tags bookworm's does not (aliased-location).
 deb-lintian-trixie: deb
 	tests/deb/lintian-release.sh trixie $(DEB_DIR)
+
+# piuparts (root): install, purge, install, purge in a fresh copy of the clean
+# chroot, dependencies from the mirror; files left behind fail (~50 s).
+deb-piuparts: deb
+	@mkdir -p $(RESULTS)
+	tests/deb/piuparts.sh $(DEB_DIR) $(RESULTS)/piuparts.xml
 
 # DEB_TEST_ARGS: pytest arguments for the guest run; `make test` leaves out the
 # autopkgtest runner (dkms-autopkgtest purges, reinstalls and builds once more:

@@ -11,7 +11,7 @@ PKGS=(
 	qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static
 	build-essential libc6-dev linux-libc-dev kmod udev util-linux
 	python3 python3-venv python3-pytest python3-typer python3-cffi python3-jinja2 python3-numpy
-	python3-click-man
+	python3-click-man python3-pytest-timeout
 	dkms dh-dkms debhelper dh-python pybuild-plugin-pyproject python3-all
 	python3-setuptools dpkg-dev fakeroot lintian
 	# make deb: the clean chroot build; make test-deb: the autopkgtest runner

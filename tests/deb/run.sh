@@ -16,8 +16,10 @@ rm -f /var/lib/man-db/auto-update
 
 echo "msrdrv-deb: package test starts" > /dev/kmsg
 # -P: the checkout's msrctl/ must not shadow the installed package.
+# Each apt step has its own limit (test_deb_e2e.py); pytest-timeout bounds
+# every test as a whole, so one that hangs elsewhere fails on its own.
 PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -P -m pytest -p no:cacheprovider \
-	--junitxml="$R/deb.xml" --durations=0 -v tests/deb/test_deb_e2e.py "$@"
+	--timeout="${MSRDRV_TEST_TIMEOUT:-1500}" --junitxml="$R/deb.xml" --durations=0 -v tests/deb/test_deb_e2e.py "$@"
 rc=$?
 dmesg > "$R/deb-dmesg.txt"
 exit $rc

@@ -26,8 +26,10 @@ cd "$SRC" || exit 1
 
 [ $# -eq 0 ] && set -- tests/guest
 echo "msrdrv-tests: suite starts" > /dev/kmsg
+# A limit per test (pytest-timeout; the slowest takes about 50 s on an idle
+# machine): a hung test fails with its stack and the rest still run.
 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$PWD "$PY" -m pytest -p no:cacheprovider \
-	--junitxml="$R/guest.xml" --durations=12 -v "$@"
+	--timeout="${MSRDRV_TEST_TIMEOUT:-300}" --junitxml="$R/guest.xml" --durations=12 -v "$@"
 rc=$?
 dmesg > "$R/dmesg.txt"
 exit $rc
