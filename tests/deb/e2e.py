@@ -72,17 +72,6 @@ def main() -> int:
         timing = {}
     steps = ", ".join(f"{k[:-2]} {v} s" for k, v in timing.items() if k.endswith("_s"))
     print(f"e2e.py: kernel {kernel}, boot + package test {took:.1f} s; in the guest: {steps or 'no step timed'}")
-    print(f"e2e.py: guest kernel log: {line}", file=sys.stderr)
-    passed, failed, skipped = junit_counts(results / "deb.xml")
-    try:
-        timing = json.loads((results / "deb-timing.json").read_text())
-    except (OSError, ValueError):
-        timing = {}
-    print(
-        f"e2e.py: kernel {kernel}, boot + package test {took:.1f} s; in the guest: "
-        f"apt install {timing.get('install_s')} s (dkms build {timing.get('dkms_build_s')} s), "
-        f"reinstall {timing.get('reinstall_s')} s, dkms-autopkgtest {timing.get('autopkgtest_s')} s"
-    )
     print(f"e2e.py: guest kernel log {'clean' if not problems else f'has {len(problems)} bad lines'}")
     if rc != 0 and not failed:
         failed = 1  # the guest crashed or the run broke before pytest reported
