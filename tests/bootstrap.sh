@@ -14,10 +14,10 @@ PKGS=(
 	python3-click-man python3-pytest-timeout
 	dkms dh-dkms debhelper dh-python pybuild-plugin-pyproject python3-all
 	python3-setuptools dpkg-dev fakeroot lintian
-	# make deb: the clean chroot build; make test-deb: the autopkgtest runner
+	# make deb: the clean chroot build and piuparts; make test-deb: the autopkgtest runner
 	# in the guest, and autodep8's dkms test dependency (linux-doc), present
 	# beforehand because the guest has no network
-	pbuilder debootstrap autopkgtest autodep8 linux-doc
+	pbuilder debootstrap piuparts autopkgtest autodep8 linux-doc
 )
 
 missing=()
