@@ -533,7 +533,11 @@ def test_autopkgtest_runs_the_source_packages_testsuite() -> None:
     record(autopkgtest_s=round(time.monotonic() - t0, 1))
     (RESULTS / "deb-autopkgtest.log").write_text(p.stdout + p.stderr)
     summary = (out / "summary").read_text() if (out / "summary").exists() else ""
-    assert p.returncode == 0, f"autopkgtest exited {p.returncode}; see {RESULTS / 'deb-autopkgtest.log'}\n{summary}"
-    assert re.search(r"^dkms-autopkgtest\s+PASS", summary, re.M), summary
+    # 8: every test that ran is superficial, as autodep8 marks dkms-autopkgtest
+    # (it proves the module builds, not what it does); any failure is 4 or more.
+    assert p.returncode in (0, 8), (
+        f"autopkgtest exited {p.returncode}; see {RESULTS / 'deb-autopkgtest.log'}\n{summary}"
+    )
+    assert re.fullmatch(r"dkms-autopkgtest\s+PASS \(superficial\)", summary.strip()), summary
     log = (out / "log").read_text(errors="replace")
     assert f"I: PASS {KVER}" in log, log[-2000:]
