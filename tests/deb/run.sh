@@ -19,7 +19,7 @@ echo "msrdrv-deb: package test starts" > /dev/kmsg
 # Each apt step has its own limit (test_deb_e2e.py); pytest-timeout bounds
 # every test as a whole, so one that hangs elsewhere fails on its own.
 PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -P -m pytest -p no:cacheprovider \
-	--timeout="${MSRDRV_TEST_TIMEOUT:-1500}" --junitxml="$R/deb.xml" --durations=0 -v tests/deb/test_deb_e2e.py "$@"
+	--timeout="${MSRDRV_TEST_TIMEOUT:-2400}" --junitxml="$R/deb.xml" --durations=0 -v tests/deb/test_deb_e2e.py "$@"
 rc=$?
 dmesg > "$R/deb-dmesg.txt"
 exit $rc
