@@ -38,7 +38,7 @@ def main() -> int:
     ap.add_argument(
         "--timeout",
         type=int,
-        default=3600,
+        default=5400,
         help="backstop for the whole guest; each step has its own limit with its own message (test_deb_e2e.py)",
     )
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER)
