@@ -17,6 +17,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 PY=${PY:-.venv/bin/python}
+# The venv's vng and virtme-configkernel, even when PY is another venv's.
+PATH=$(dirname "$PY"):$PATH
 OUT=results/debug
 T0=$(date +%s)
 log() { printf '[%s +%4ds] test-debug: %s\n' "$(date -u +%H:%M:%S)" "$(($(date +%s) - T0))" "$*" >&2; }
@@ -34,8 +36,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT/gcov"
 [ $# -eq 0 ] && set -- tests/guest
 t=$(date +%s)
-# The PATH lets vm.py find the venv's vng even when PY is another interpreter.
-PATH=$(dirname "$PY"):$PATH "$PY" tests/suite.py --kdir "$tree" --kernel-image "$tree" --gcov "$OUT/gcov" \
+"$PY" tests/suite.py --kdir "$tree" --kernel-image "$tree" --gcov "$OUT/gcov" \
 	--debug-dmesg --results "$OUT" --timeout "${MSRDRV_DEBUG_TIMEOUT:-7200}" \
 	-- --timeout="${MSRDRV_DEBUG_TEST_TIMEOUT:-900}" "$@" 2>&1 | tee "$OUT/suite.log"
 rc=${PIPESTATUS[0]}
