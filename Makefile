@@ -51,10 +51,11 @@ test-guest: module
 # The in-guest suite under a debug kernel (issue 12): Debian's bookworm source
 # (linux-source-6.1) with virtme-ng's small config plus KASAN, KFENCE, lockdep,
 # UBSAN, DEBUG_OBJECTS and GCOV, built once and cached in
-# /var/cache/msrdrv-debug-kernel (tests/debug/kernel.sh; long the first time
-# on 2 cores); the module built with coverage; sanitizer and lockdep reports in
-# the guest's log fail; results, findings and the coverage of dkms/*.c in
-# results/debug/.  DEBUG_TESTS= runs a subset of tests/guest.
+# /var/cache/msrdrv-debug-kernel (tests/debug/kernel.sh; about 40 minutes the
+# first time on 2 cores; the guest then boots in about 11); the module built
+# with coverage; sanitizer and lockdep reports in the guest's log fail;
+# results, findings and the coverage of dkms/*.c in results/debug/.
+# DEBUG_TESTS= runs a subset of tests/guest.
 DEBUG_TESTS ?=
 
 test-debug: bootstrap
