@@ -5,6 +5,11 @@ guest's kernel log for oopses and warnings.
 
     python tests/suite.py [--kernel VER] [--cpus N] [pytest args for the guest...]
 
+A debug kernel (tests/debug/run.sh): --kdir TREE builds the module against
+that kernel build tree, --kernel-image boots it, --gcov DIR builds the module
+with coverage and has the guest copy its .gcda files to DIR, --debug-dmesg
+also flags the sanitizers' and lockdep's reports.
+
 Prints a closing 'guest: N passed, N failed, N skipped' line; exit status 0
 only when every guest test passed and the kernel log is clean.
 """
@@ -25,8 +30,18 @@ import vm
 REPO = vm.REPO
 
 
-def build_module(kernel: str) -> None:
-    subprocess.run(["make", "-s", "-C", str(REPO / "dkms"), f"KVER={kernel}", "MSRDRV_WERROR=1"], check=True)
+def build_module(kernel: str, kdir: Path | None = None, gcov: bool = False) -> None:
+    make = ["make", "-s", "-C", str(REPO / "dkms"), f"KVER={kernel}", "MSRDRV_WERROR=1"]
+    if kdir:
+        make.append(f"KDIR={kdir}")
+    if gcov:
+        # Objects of another build would keep their flags: start clean, and
+        # drop the counts of an earlier run.
+        subprocess.run([*make, "clean"], check=True, stdout=subprocess.DEVNULL)
+        for old in (REPO / "dkms").glob("*.gcda"):
+            old.unlink()
+        make.append("GCOV_PROFILE=y")
+    subprocess.run(make, check=True)
 
 
 def junit_counts(path: Path) -> tuple[int, int, int]:
@@ -48,15 +63,23 @@ def main() -> int:
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--results", type=Path, default=REPO / "results")
     ap.add_argument("--python", default="/usr/bin/python3", help="interpreter for the guest suite")
+    ap.add_argument("--kdir", type=Path, help="build the module against this kernel build tree")
+    ap.add_argument("--kernel-image", metavar="PATH", help="boot this bzImage or kernel build tree")
+    ap.add_argument("--gcov", type=Path, metavar="DIR", help="module with coverage; the guest saves it in DIR")
+    ap.add_argument("--debug-dmesg", action="store_true", help="flag sanitizer and lockdep reports too")
+    ap.add_argument("--timeout", type=int, default=1800, help="limit for the whole guest run (s)")
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
-    kernel = args.kernel or vm.default_kernel()
+    if args.kdir:
+        kernel = (args.kdir / "include/config/kernel.release").read_text().strip()
+    else:
+        kernel = args.kernel or vm.default_kernel()
     results = args.results.resolve()
     for name in ("guest.xml", "dmesg.txt"):
         (results / name).unlink(missing_ok=True)
 
     t0 = time.monotonic()
-    build_module(kernel)
+    build_module(kernel, args.kdir, gcov=bool(args.gcov))
     python = args.python or sys.executable
     # The guest's root is read-only: byte-compile here, or every guest
     # process compiles msrctl again from source, under emulation.
@@ -68,10 +91,16 @@ def main() -> int:
     # venv's interpreter takes many (its files come over 9p).  The latest
     # PyPI stack is covered by the host suite.
     guest_cmd = f"MSRDRV_PYTHON={python} MSRCTL_PYTHONS={python} tests/guest/run.sh {extra}"
-    rc = vm.boot(guest_cmd, kernel, cpus=args.cpus, results=results)
+    if args.gcov:
+        args.gcov.mkdir(parents=True, exist_ok=True)
+        guest_cmd = f"MSRDRV_GCOV_OUT={shlex.quote(str(args.gcov.resolve()))} {guest_cmd}"
+    rc = vm.boot(
+        guest_cmd, kernel, cpus=args.cpus, results=results, timeout=args.timeout, kernel_image=args.kernel_image
+    )
     t_total = time.monotonic() - t0
 
-    problems = vm.dmesg_problems(results / "dmesg.txt")
+    bad = vm.DMESG_DEBUG_BAD if args.debug_dmesg else vm.DMESG_BAD
+    problems = vm.dmesg_problems(results / "dmesg.txt", bad)
     for line in problems:
         print(f"suite.py: guest kernel log: {line}", file=sys.stderr)
     passed, failed, skipped = junit_counts(results / "guest.xml")

@@ -7,6 +7,10 @@ without touching the host; `results` is the one directory shared read-write.
 
     python tests/vm.py [--kernel VER] [--cpus N] [--results DIR] -- CMD...
 
+--kernel-image boots another kernel than /boot/vmlinuz-VER: a bzImage or a
+kernel build tree (virtme-ng then takes the tree's own modules); VER is then
+only what the guest is told (MSRDRV_KVER).
+
 Exit status: the command's, or 125 when the guest never reported one.
 """
 
@@ -28,6 +32,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 # What the test run treats as a kernel bug in the guest's log.
 DMESG_BAD = re.compile(r"\bBUG:|\bOops\b|\bWARNING:|general protection|Call Trace:|Kernel panic")
+# The same for a debug kernel (tests/debug): the sanitizers' and lockdep's own
+# words too, in case a report comes without one of the lines above.
+DMESG_DEBUG_BAD = re.compile(
+    DMESG_BAD.pattern + r"|BUG: KASAN|UBSAN:|KFENCE:|possible circular locking|possible recursive locking"
+    r"|suspicious RCU usage|sleeping function called from invalid context|inconsistent lock state"
+    r"|\bODEBUG:|lock held when returning to user space"
+)
 
 
 def kernel_versions() -> list[str]:
@@ -64,10 +75,12 @@ def boot(
     timeout: int = 1800,
     append: list[str] | None = None,
     pin: bool = False,
+    kernel_image: str | None = None,
 ) -> int:
     """Run `command` (a shell line) as root in a fresh guest; returns its exit status.
 
-    pin: vng pins vCPU n to host CPU n modulo the host's CPUs (for benchmarks)."""
+    pin: vng pins vCPU n to host CPU n modulo the host's CPUs (for benchmarks).
+    kernel_image: boot this bzImage or kernel build tree instead of /boot/vmlinuz-`kernel`."""
     results = (results or REPO / "results").resolve()
     results.mkdir(parents=True, exist_ok=True)
     rc_file = results / f"guest-rc.{os.getpid()}"  # several guests may share results/
@@ -80,7 +93,7 @@ def boot(
     argv = [
         vng_binary(),
         "--run",
-        f"/boot/vmlinuz-{kernel}",
+        kernel_image or f"/boot/vmlinuz-{kernel}",
         "--disable-kvm",  # no KVM on the build machines: TCG emulation
         "--cpus",
         str(cpus),
@@ -143,18 +156,19 @@ def run_piped(argv: list[str], env: dict[str, str], timeout: float) -> bool:
     return True
 
 
-def dmesg_problems(path: Path) -> list[str]:
-    """Lines of a saved guest dmesg that show a kernel bug."""
+def dmesg_problems(path: Path, bad: re.Pattern[str] = DMESG_BAD) -> list[str]:
+    """Lines of a saved guest dmesg that show a kernel bug (DMESG_DEBUG_BAD for a debug kernel)."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return [f"{path}: missing (the guest did not save its kernel log)"]
-    return [line for line in text.splitlines() if DMESG_BAD.search(line)]
+    return [line for line in text.splitlines() if bad.search(line)]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernel", help="kernel version (default: newest with headers)")
+    ap.add_argument("--kernel-image", metavar="PATH", help="boot this bzImage or kernel build tree instead")
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--memory", default="2G")
     ap.add_argument("--results", type=Path, default=REPO / "results")
@@ -173,6 +187,7 @@ def main() -> int:
         args.results,
         args.timeout,
         args.append,
+        kernel_image=args.kernel_image,
     )
 
 

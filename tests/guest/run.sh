@@ -31,5 +31,7 @@ echo "msrdrv-tests: suite starts" > /dev/kmsg
 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$PWD "$PY" -m pytest -p no:cacheprovider \
 	--timeout="${MSRDRV_TEST_TIMEOUT:-300}" --junitxml="$R/guest.xml" --durations=12 -v "$@"
 rc=$?
+# make test-debug only: the module's coverage counts, before the guest goes.
+[ -n "${MSRDRV_GCOV_OUT:-}" ] && sh tests/debug/gcov-collect.sh "$MSRDRV_GCOV_OUT"
 dmesg > "$R/dmesg.txt"
 exit $rc
