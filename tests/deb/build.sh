@@ -21,6 +21,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
+# shellcheck source=tests/deb/lib.sh
+. tests/deb/lib.sh
 OUT=$(realpath -m "${1:-build/deb}")
 BUILDER=${DEB_BUILDER:-chroot}
 BASETGZ=${PBUILDER_BASETGZ:-/var/cache/pbuilder/msrdrv-bookworm.tgz}
@@ -66,15 +68,7 @@ fi
 version=$(dpkg-parsechangelog -S Version)
 upstream=${version%-*}
 rm -rf "$OUT"
-mkdir -p "$OUT/tree"
-if git -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-	git -C "$REPO" ls-files -z --cached --others --exclude-standard |
-		while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-		tar --null -T - -cf - | tar -C "$OUT/tree" -xf -
-else # an unpacked tarball: everything but build outputs
-	tar --exclude=./build --exclude=./results --exclude=./.venv --exclude='*.o' --exclude='*.ko' \
-		--exclude='*.egg-info' -cf - . | tar -C "$OUT/tree" -xf -
-fi
+copy_tree "$REPO" "$OUT/tree"
 
 if [ -n "${MSRDRV_DEB_VERSION:-}" ]; then
 	[[ $MSRDRV_DEB_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "MSRDRV_DEB_VERSION=$MSRDRV_DEB_VERSION: want X.Y.Z"

@@ -37,6 +37,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
+# shellcheck source=tests/deb/lib.sh
+. tests/deb/lib.sh
 OUT=$(realpath -m "${1:-build/repro}")
 # Debian's own tools only, as in build.sh: no pyenv or venv python.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -59,10 +61,7 @@ done
 version=$(dpkg-parsechangelog -S Version)
 src=$OUT/src/msrdrv-${version%-*}
 rm -rf "$OUT"
-mkdir -p "$src"
-git -C "$REPO" ls-files -z --cached --others --exclude-standard |
-	while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-	tar --null -T - -cf - | tar -C "$src" -xf -
+copy_tree "$REPO" "$src"
 if ! (cd "$src" && dpkg-checkbuilddeps >/dev/null 2>&1); then
 	echo "repro: installing the build dependencies (apt-get build-dep)"
 	$SUDO apt-get update -qq
