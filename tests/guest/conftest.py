@@ -26,6 +26,18 @@ NODE = Path(abi.DEVICE)
 KVER = os.environ.get("MSRDRV_KVER") or os.uname().release
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """make test-debug: snapshot the module's coverage before lockdown
+    (test_zz_lockdown.py) closes debugfs for the rest of the boot."""
+    out = os.environ.get("MSRDRV_GCOV_OUT")
+    if out and item.path.name == "test_zz_lockdown.py" and not _gcov_snapshot:
+        _gcov_snapshot.append(out)
+        subprocess.run(["sh", str(REPO / "tests/debug/gcov-collect.sh"), out], check=False)
+
+
+_gcov_snapshot: list[str] = []
+
+
 def module_path() -> Path:
     return Path(os.environ.get("MSRDRV_KO", REPO / "dkms" / "msrdrv.ko"))
 

@@ -435,6 +435,19 @@ def test_legacy_cmds_stops_at_the_limit(loaded: None, legacy_prog: Path) -> None
     assert tscs == sorted(tscs)
 
 
+def test_legacy_cmds_unknown_op_is_einval_and_runs_nothing(loaded: None, legacy_prog: Path) -> None:
+    (ret, err), rows = legacy(legacy_prog, "badop")
+    assert (ret, err) == (-1, errno.EINVAL)
+    assert [r[2] for r in rows] == [0, 0, 0, 0]  # the READ before it did not run
+
+
+def test_legacy_cmds_in_read_only_memory_is_efault(loaded: None, legacy_prog: Path) -> None:
+    # results cannot be written back: refused before any op runs
+    (ret, err), rows = legacy(legacy_prog, "readonly")
+    assert (ret, err) == (-1, errno.EFAULT)
+    assert [r[2] for r in rows] == [0, 0, 0, 0]
+
+
 def test_legacy_cmds_without_stop_past_the_page_is_efault(loaded: None, legacy_prog: Path) -> None:
     (ret, err), _ = legacy(legacy_prog, "nostop")
     assert (ret, err) == (-1, errno.EFAULT)

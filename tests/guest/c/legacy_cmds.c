@@ -5,7 +5,7 @@
  * placed at the very end of a page followed by an inaccessible page, so the
  * driver must not read past the STOP.
  *
- * usage: legacy_cmds read|fault|full|nostop
+ * usage: legacy_cmds read|fault|full|nostop|badop|readonly
  * prints "ret <r> errno <e>" then one "op ecx value" line per command.
  */
 #include <errno.h>
@@ -53,6 +53,13 @@ int main(int argc, char **argv)
 		c[1].op = MSR_RDTSC;
 		c[2].op = MSR_RDTSC;
 		c[3].op = MSR_STOP;
+	} else if (!strcmp(mode, "badop") || !strcmp(mode, "readonly")) {
+		/* badop: an unknown op after a read; readonly: no room for results */
+		c[0].op = MSR_READ;
+		c[0].ecx = 0x1b;
+		c[1].op = strcmp(mode, "badop") ? MSR_RDTSC : 0x77;
+		c[2].op = MSR_RDTSC;
+		c[3].op = MSR_STOP;
 	} else if (!strcmp(mode, "fault")) {
 		c[0].op = MSR_READ;
 		c[0].ecx = 0x1b;
@@ -76,6 +83,10 @@ int main(int argc, char **argv)
 		perror("open /dev/msrdrv");
 		return 98;
 	}
+	if (!strcmp(mode, "readonly") &&
+	    mprotect((void *)((unsigned long)c & ~(sysconf(_SC_PAGESIZE) - 1)),
+		     sysconf(_SC_PAGESIZE), PROT_READ))
+		return 97;
 	ret = ioctl(fd, IOCTL_MSR_CMDS, c);
 	printf("ret %d errno %d\n", ret, ret < 0 ? errno : 0);
 	for (i = 0; i < n; i++)
