@@ -34,6 +34,21 @@ FIELD_KINDS: dict[str, str] = {
     "tsc_count": "TSC ticks: s at the TSC frequency",
     "activity_window": "HWP activity window: mantissa (bits 6:0) x 10^exponent (bits 9:7) us",
 }
+# The unit each kind's decoded value is in ("" for plain numbers, flags, enums).
+UNITS: dict[str, str] = {
+    "ratio": "MHz",
+    "power": "W",
+    "energy": "J",
+    "rapl_time": "s",
+    "rapl_window": "s",
+    "power_unit": "W",
+    "energy_unit": "J",
+    "time_unit": "s",
+    "celsius": "C",
+    "below_tjmax": "C",
+    "tsc_count": "s",
+    "activity_window": "s",
+}
 # Values computed from several fields of one register.
 DERIVED_KINDS: dict[str, tuple[str, ...]] = {
     "amd_pstate_freq": ("CPU_FID", "CPU_DFS_ID"),  # the fields each one reads
@@ -102,7 +117,7 @@ def _check_kind(spec: dict[str, Any], hi: int, lo: int) -> None:
     if kind == "enum":
         values = spec.get("values")
         if not isinstance(values, dict) or not values:
-            raise TableError("an enum needs 'values': {\"number\": \"meaning\", ...}")
+            raise TableError('an enum needs \'values\': {"number": "meaning", ...}')
         for key, text in values.items():
             if not re.fullmatch(r"\d+", key) or int(key) >= 1 << width:
                 raise TableError(f"enum value {key!r} is not a number that fits in {width} bits")
@@ -181,7 +196,7 @@ def _check_derived(derived: object, specs: dict[str, dict[str, Any]]) -> None:
         raise TableError("'derived' must be a list")
     for item in derived:
         if not isinstance(item, dict) or set(item) != {"name", "kind"}:
-            raise TableError("a derived value is {\"name\": ..., \"kind\": ...}")
+            raise TableError('a derived value is {"name": ..., "kind": ...}')
         if item["kind"] not in DERIVED_KINDS:
             raise TableError(f"unknown derived kind {item['kind']!r} (known: {', '.join(DERIVED_KINDS)})")
         missing = [f for f in DERIVED_KINDS[item["kind"]] if f not in specs]
