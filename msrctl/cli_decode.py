@@ -8,6 +8,7 @@ says what it lacks.  Annotations stay evaluable by typer 0.7 (no __future__).
 """
 
 import errno
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -96,9 +97,7 @@ def decode(
         for block in _blocks(reg, number, rows, given=value is not None):
             typer.echo(block)
     failures = [row["error"] for row in rows if "error" in row]
-    for f in failures:
-        import sys
-
+    for f in failures:  # one line per CPU that failed, as `msrctl read` does
         sys.stderr.write(f"msrctl: error: {f.message}\n")
     if failures:
         raise typer.Exit(failures[0].code)
