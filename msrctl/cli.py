@@ -360,6 +360,19 @@ class Vendor(str, Enum):
     amd = "amd"
 
 
+def _field_unit(f: Any) -> str:
+    from .regschema import UNITS
+
+    return str(f.unit or UNITS.get(f.kind, ""))
+
+
+def _field_text(f: Any) -> str:
+    """NAME bits, with the unit or kind where the field has a meaning beyond its number."""
+    unit = _field_unit(f)
+    extra = unit or (f.kind if f.kind in ("enum", "perf_level") else "")
+    return f"{f.name} {f.bits}" + (f" [{extra}]" if extra else "")
+
+
 @app.command()
 def registers(
     pattern: Optional[str] = typer.Argument(
@@ -384,6 +397,8 @@ def registers(
                     "description": r.description,
                     "aliases": list(r.aliases),
                     "fields": {f.name: f.bits for f in r.fields},
+                    "kinds": {f.name: f.kind for f in r.fields},
+                    "units": {f.name: _field_unit(f) for f in r.fields if _field_unit(f)},
                 }
                 for r in regs
             ]
@@ -394,7 +409,7 @@ def registers(
     for r in regs:
         typer.echo(f"{r.msr:#010x}  {r.name:<28} {r.vendor:<5}  {r.description}")
         if pattern and r.fields:
-            typer.echo(" " * 12 + "fields: " + ", ".join(f"{f.name} {f.bits}" for f in r.fields))
+            typer.echo(" " * 12 + "fields: " + ", ".join(_field_text(f) for f in r.fields))
 
 
 @app.command()
@@ -519,11 +534,13 @@ def generate(
     emit(text, output)
 
 
-# The allowlist and stat commands live in their own modules (one job each).
+# The allowlist, stat and decode commands live in their own modules (one job each).
 from . import cli_allowlist, cli_stat  # noqa: E402 (they need `app` defined first)
+from .cli_decode import decode as _decode  # noqa: E402
 
 app.add_typer(cli_allowlist.app, name="allowlist")
 app.command(context_settings={"allow_interspersed_args": False})(cli_stat.stat)
+app.command()(_decode)
 
 
 # --- entry point -----------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The bundled register table (data/registers.json): names, vendors, bitfields.
 
 Loaded on first use only, so commands given plain MSR numbers never read it.
+Each entry is checked as it loads (regschema.py); fields carry a kind (ratio,
+power, temperature, ...) that msrctl.decode turns into physical units.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import regschema
 from .errors import UsageError
 
 _DATA = Path(__file__).with_name("data") / "registers.json"
 # Longest first, so MSR_IA32_TSC loses both prefixes.
 _PREFIXES = ("MSR_IA32_", "IA32_", "MSR_")
-VENDORS = ("intel", "amd", "both")
+VENDORS = regschema.VENDORS
 
 
 @dataclass(frozen=True)
@@ -25,10 +28,33 @@ class Field:
     name: str
     high: int
     low: int
+    kind: str = "int"  # one of regschema.FIELD_KINDS
+    doc: str = ""  # what the field means, briefly
+    values: tuple[tuple[int, str], ...] = ()  # enum: value -> meaning
+    other: str = ""  # enum: the meaning of values not listed
+    scale: float = 1.0  # scaled: physical value per unit of the field
+    unit: str = ""  # scaled: the unit
+    valid: str = ""  # below_tjmax: the flag field that says the reading is valid
 
     @property
     def bits(self) -> str:
         return str(self.low) if self.high == self.low else f"{self.high}:{self.low}"
+
+    @property
+    def width(self) -> int:
+        return self.high - self.low + 1
+
+    def extract(self, value: int) -> int:
+        """This field's bits of a register value, shifted down."""
+        return (value >> self.low) & ((1 << self.width) - 1)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A value computed from several fields (e.g. an AMD P-state's frequency)."""
+
+    name: str
+    kind: str  # one of regschema.DERIVED_KINDS
 
 
 @dataclass(frozen=True)
@@ -39,6 +65,8 @@ class Register:
     description: str
     aliases: tuple[str, ...] = ()
     fields: tuple[Field, ...] = ()
+    zero: str = ""  # if set, 0 is not a plausible value: what a 0 read likely means
+    derived: tuple[Derived, ...] = ()
 
     def field(self, name: str) -> Field | None:
         key = name.strip().upper()
@@ -54,15 +82,29 @@ def normalize(name: str) -> str:
     return key
 
 
-def _bits(text: str) -> tuple[int, int]:
-    high, _, low = text.partition(":")
-    return int(high), int(low or high)
+def _field(name: str, raw: object) -> Field:
+    spec = regschema.field_spec(raw)
+    values = tuple(sorted((int(k), v) for k, v in spec.get("values", {}).items()))
+    return Field(
+        name,
+        *regschema.bits(spec["bits"]),
+        kind=spec["kind"],
+        doc=spec.get("doc", ""),
+        values=values,
+        other=spec.get("other", ""),
+        scale=float(spec.get("scale", 1.0)),
+        unit=spec.get("unit", ""),
+        valid=spec.get("valid", ""),
+    )
 
 
-def _expand(entry: dict) -> list[Register]:
+def expand(entry: dict) -> list[Register]:
+    """The registers one JSON entry describes (several with count); TableError if malformed."""
+    regschema.check_entry(entry)
     count = int(entry.get("count", 1))
     stride = int(entry.get("stride", 1))
-    fields = tuple(Field(k, *_bits(v)) for k, v in entry.get("fields", {}).items())
+    fields = tuple(_field(k, v) for k, v in entry.get("fields", {}).items())
+    derived = tuple(Derived(d["name"], d["kind"]) for d in entry.get("derived", ()))
     out = []
     for n in range(count):
 
@@ -77,6 +119,8 @@ def _expand(entry: dict) -> list[Register]:
                 description=sub(entry["description"]),
                 aliases=tuple(sub(a) for a in entry.get("aliases", ())),
                 fields=fields,
+                zero=entry.get("zero", ""),
+                derived=derived,
             )
         )
     return out
@@ -86,8 +130,8 @@ def _expand(entry: dict) -> list[Register]:
 def table() -> tuple[Register, ...]:
     """Every register, sorted by number."""
     with _DATA.open(encoding="utf-8") as f:
-        data = json.load(f)
-    regs = [r for entry in data["registers"] for r in _expand(entry)]
+        data = json.load(f, object_pairs_hook=regschema.no_duplicates)
+    regs = [r for entry in data["registers"] for r in expand(entry)]
     return tuple(sorted(regs, key=lambda r: r.msr))
 
 
