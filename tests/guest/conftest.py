@@ -4,6 +4,7 @@ the real msrdrv module built from dkms/ for the guest's kernel."""
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import subprocess
@@ -145,6 +146,29 @@ def as_member(*argv: str, wait: bool = True) -> Any:
     if not wait:
         return subprocess.Popen([*MEMBER, *argv], stdout=subprocess.PIPE, text=True, env=_env())
     return subprocess.run([*MEMBER, *argv], capture_output=True, text=True, env=_env(), check=False)
+
+
+_MANY = """
+import contextlib, io, json, sys
+from msrctl.cli import main
+out = []
+for args in json.loads(sys.argv[1]):
+    o, e = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+        code = main(args)
+    out.append([code, o.getvalue(), e.getvalue()])
+print(json.dumps(out))
+"""
+
+
+def run_many(calls: list[list[str]]) -> list[tuple[int, str, str]]:
+    """Several `msrctl` calls as root in one interpreter (start-up under TCG costs seconds):
+    (exit code, stdout, stderr) of each."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
+    env.pop("MSRCTL_DEVICE", None)
+    res = subprocess.run([sys.executable, "-c", _MANY, json.dumps(calls)], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    return [(code, out, err) for code, out, err in json.loads(res.stdout)]
 
 
 def member_py(code: str, *args: str) -> str:

@@ -8,38 +8,16 @@ must flag instead of showing as watts.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Device, as_member, online_cpus
+from conftest import Device, as_member, online_cpus, run_many
 
 from msrctl import allowlist
 from msrctl.allowlist import Entry
 
 ROOT = Path(__file__).resolve().parents[2]
 CPUS = online_cpus()
-DRIVER = """
-import contextlib, io, json, sys
-from msrctl.cli import main
-out = []
-for args in json.loads(sys.argv[1]):
-    o, e = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
-        code = main(args)
-    out.append([code, o.getvalue(), e.getvalue()])
-print(json.dumps(out))
-"""
-
-
-def run_many(calls: list[list[str]]) -> list[tuple[int, str, str]]:
-    """Several `msrctl` calls as root in one interpreter (start-up under TCG costs seconds)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
-    env.pop("MSRCTL_DEVICE", None)
-    res = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(calls)], capture_output=True, text=True, env=env)
-    assert res.returncode == 0, res.stderr
-    return [(code, out, err) for code, out, err in json.loads(res.stdout)]
 
 
 def test_apic_base_on_every_cpu() -> None:

@@ -76,7 +76,7 @@ def test_merge_grants_the_union_once() -> None:
 
 
 def test_every_profile_renders_for_every_vendor_and_size() -> None:
-    assert allowlist.profiles() == ["energy", "perfmon", "telemetry"]
+    assert allowlist.profiles() == ["energy", "perfmon", "power-capping", "telemetry"]
     for name in allowlist.profiles():
         for vendor in ("intel", "amd", "both"):
             for gp in (1, 4, 8, 32):

@@ -138,7 +138,7 @@ def test_allowlist_refuses_protected_msrs_before_the_device(env: dict[str, str],
     [
         (["allowlist", "load"], "nothing to load: give a file, - for stdin, or --profile NAME; "),
         (["allowlist", "load", "--profile", "bogus"], "unknown allowlist profile 'bogus': the profiles are energy,"),
-        (["allowlist", "render"], "no profile given: the profiles are energy, perfmon, telemetry"),
+        (["allowlist", "render"], "no profile given: the profiles are energy, perfmon, power-capping, telemetry"),
         (["allowlist", "render", "telemetry", "--vendor", "via"], "unknown vendor 'via'"),
     ],
 )
@@ -156,7 +156,7 @@ def test_allowlist_render_merges_profiles(env: dict[str, str]) -> None:
     single = msrctl(env, "allowlist", "render", "telemetry")
     assert single.stdout.startswith('# msrdrv allowlist profile "telemetry"')
     assert "0x00000611" not in single.stdout
-    assert msrctl(env, "allowlist", "profiles").stdout.split() == ["energy", "perfmon", "telemetry"]
+    assert msrctl(env, "allowlist", "profiles").stdout.split() == ["energy", "perfmon", "power-capping", "telemetry"]
 
 
 def test_batch_errors_name_the_line(env: dict[str, str], tmp_path: Path) -> None:
