@@ -146,6 +146,14 @@ def op_error(
     if err == errno.ENXIO:
         return no_such_cpu(cpu, online)
     target = "TSC" if kind == "rdtsc" else _msr(msr, name)
+    if err == errno.EIO and kind == "rdtsc":  # only the stock driver: msrdrv runs the RDTSC instruction
+        return MsrctlError(
+            f"RDTSC on CPU {cpu} failed",
+            "the kernel's msr driver reads the TSC as MSR 0x10 (IA32_TIME_STAMP_COUNTER), which reads 0 here: "
+            "not implemented (an emulator such as QEMU TCG?)",
+            "use msrdrv, whose RDTSC runs the instruction on the CPU: sudo msrctl load",
+            errors.IO_ERROR,
+        )
     if err == errno.EIO:
         if kind == "write":
             return MsrctlError(

@@ -7,10 +7,12 @@
 
 `submit` fills a Batch exactly as msrdrv's ioctl does (each processed op's
 value and err, the header's ndone, nerrs and self_cpu; ops after a STOP are
-not run), but it is not atomic: every op is its own system call, so other
-code may run on a CPU between two of its ops, and a masked WRITE is a read
-followed by a write that another writer can slip between.  There is no
-allowlist, no snapshot mode and no INFO ioctl (those need msrdrv).
+not run).  It is not atomic: every op is its own system call, so other code
+may run on a CPU between two of its ops, and a masked WRITE is a read
+followed by a write that another writer can slip between.  RDTSC reads
+IA32_TIME_STAMP_COUNTER through the CPU's node, and fails with EIO where
+that reads 0 (not implemented, as under QEMU TCG).  There is no allowlist,
+no snapshot mode and no INFO ioctl (those need msrdrv).
 """
 
 from __future__ import annotations
@@ -146,7 +148,10 @@ class StockDevice:
             if o.op == _READ:
                 o.value = self._rdmsr(fd, o.msr)
             elif o.op == _RDTSC:
-                o.value = self._rdmsr(fd, _TSC)
+                tsc = self._rdmsr(fd, _TSC)
+                if not tsc:  # a running TSC is never 0: the MSR is not implemented (QEMU TCG reads it as 0)
+                    return errno.EIO
+                o.value = tsc
             else:
                 mask = o.mask if o.flags & abi.OPF_MASKED else _ALL
                 value = int(o.value)

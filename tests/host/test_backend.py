@@ -214,6 +214,23 @@ def test_faults_absent_cpus_and_stop(dev: StockDevice, nodes: Path) -> None:
     assert (nodes / "0/msr").stat().st_size == SIZE
 
 
+def test_rdtsc_where_the_tsc_msr_reads_0_is_an_error_not_a_time(dev: StockDevice, nodes: Path) -> None:
+    put(nodes / "1/msr", TSC, 0)  # as QEMU TCG shows IA32_TIME_STAMP_COUNTER
+    b = Batch(3)
+    b.rdtsc(0)
+    tsc1 = b.rdtsc(1)
+    b.set_value(tsc1, 7)
+    b.read(TSC, 1)  # a READ is the register as it is, 0 included, as msrdrv's READ
+    assert dev.submit(b) == 1
+    assert b.errors() == [0, errno.EIO, 0] and b.values() == [1000, 7, 0]
+    e = diagnose.op_error("rdtsc", 1, 0, None, errno.EIO)
+    assert e.code == errors.IO_ERROR and e.message == (
+        "RDTSC on CPU 1 failed: the kernel's msr driver reads the TSC as MSR 0x10 (IA32_TIME_STAMP_COUNTER), "
+        "which reads 0 here: not implemented (an emulator such as QEMU TCG?); use msrdrv, whose RDTSC runs the "
+        "instruction on the CPU: sudo msrctl load"
+    )
+
+
 def test_nodes_open_lazily_and_stay_open(nodes: Path) -> None:
     dev = StockDevice(str(nodes))
     assert sorted(dev._fds) == [0]  # the probe
