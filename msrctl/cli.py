@@ -66,7 +66,7 @@ def _root(
         DEFAULT_DEVICE, "--device", envvar="MSRCTL_DEVICE", metavar="PATH", help="Device node to use."
     ),
     backend: Backend = typer.Option(  # noqa: B008 (typer idiom)
-        Backend.auto,
+        "auto",
         "--backend",
         envvar="MSRCTL_BACKEND",
         metavar="BACKEND",
@@ -78,7 +78,7 @@ def _root(
 ) -> None:
     from . import backend as backends
 
-    backends.preferred = backend.value  # read by ops.execute, status and the msrdrv-only commands
+    backends.preferred = Backend(backend).value  # read by ops.execute, status and the msrdrv-only commands
     ctx.obj = device
 
 
