@@ -13,20 +13,27 @@ __all__ = [
     "MsrError",
     "OpError",
     "OpResult",
+    "StockDevice",
     "__version__",
     "online_cpus",
+    "open_device",
 ]
 
 from ._version import __version__
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads them lazily
+    from .backend import open_device
     from .device import CPU_SELF, Batch, Device, DeviceError, Info, MsrError, OpError, OpResult, online_cpus
+    from .stockmsr import StockDevice
+
+# The module each name lives in, when not msrctl.device.
+_HOME = {"StockDevice": "stockmsr", "open_device": "backend"}
 
 
 def __getattr__(name: str) -> Any:
     # Lazy so that `import msrctl` (and the CLI's start-up) does not load cffi.
     if name in __all__ and name != "__version__":
-        from . import device
+        import importlib
 
-        return getattr(device, name)
+        return getattr(importlib.import_module(f".{_HOME.get(name, 'device')}", __name__), name)
     raise AttributeError(name)

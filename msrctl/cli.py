@@ -53,16 +53,32 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+class Backend(str, Enum):
+    auto = "auto"
+    msrdrv = "msrdrv"
+    msr = "msr"
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     device: str = typer.Option(
         DEFAULT_DEVICE, "--device", envvar="MSRCTL_DEVICE", metavar="PATH", help="Device node to use."
     ),
+    backend: Backend = typer.Option(  # noqa: B008 (typer idiom)
+        "auto",
+        "--backend",
+        envvar="MSRCTL_BACKEND",
+        metavar="BACKEND",
+        help="auto (msrdrv if loaded, else the kernel's msr driver, /dev/cpu/N/msr), msrdrv, or msr.",
+    ),
     version: bool = typer.Option(
         False, "-V", "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
+    from . import backend as backends
+
+    backends.preferred = Backend(backend).value  # read by ops.execute, status and the msrdrv-only commands
     ctx.obj = device
 
 

@@ -16,15 +16,24 @@ app = cli_help.Typer(
 _PROFILE_HELP = "A shipped profile (see `msrctl allowlist profiles`); repeat to merge several."
 
 
-def _open(ctx: typer.Context, write: Optional[bool] = None) -> Any:
-    from . import diagnose
+def _open(ctx: typer.Context, write: Optional[bool] = None, feature: str = "the allowlist") -> Any:
+    """msrdrv's device; a clear refusal when the backend in use is the kernel's msr driver."""
+    from . import backend, diagnose, errors
     from .device import Device, DeviceError
+    from .errors import MsrctlError
 
     path = str(ctx.find_root().obj)
+    if backend.choose(path) == backend.MSR:
+        raise MsrctlError(
+            f"{feature} needs msrdrv",
+            "the backend in use is the kernel's msr driver (msrdrv is not loaded, or --backend msr), which has none",
+            "load msrdrv: sudo msrctl load",
+            errors.NOT_LOADED,
+        )
     try:
         return Device(path, write)
     except DeviceError as e:
-        raise diagnose.open_error(path, e.errno) from None
+        raise diagnose.open_error(path, e.errno, fallback=None) from None
 
 
 def _source_text(source: str) -> "tuple[str, str]":

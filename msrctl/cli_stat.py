@@ -59,7 +59,7 @@ def stat(
     events = ev_mod.parse(event_list, pmu.vendor)
     if kernel:
         events = [replace(e, kernel=True) for e in events]
-    with _open(ctx) as dev, warnings.catch_warnings(record=True) as caught:
+    with _open(ctx, feature="counting events") as dev, warnings.catch_warnings(record=True) as caught:
         if any(e.kernel for e in events) and not dev.info().rawio:
             # The kernel would silently drop the OS bit from the event selects: refuse instead.
             raise MsrctlError(

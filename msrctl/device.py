@@ -337,6 +337,8 @@ class Device:
     file every WRITE op fails with EBADF, and so does loading an allowlist.
     """
 
+    backend = "msrdrv"  # which driver serves the ops (msrctl.stockmsr.StockDevice says "msr")
+
     def __init__(self, path: str = abi.DEVICE, write: bool | None = None) -> None:
         self.path = path
         self.writable = write is not False

@@ -49,7 +49,14 @@ def permission_fix(node: system.Node, user: system.User) -> tuple[str, str]:
     )
 
 
-def open_error(path: str, err: int) -> MsrctlError:
+# What else to do when msrdrv is not loaded: the stock driver can stand in (backend auto) ...
+STOCK_FALLBACK = "or `modprobe msr` (as root) to use the kernel's msr driver instead"
+# ... unless the user asked for msrdrv alone.
+MSRDRV_ONLY = "since --backend msrdrv (or MSRCTL_BACKEND) asks for msrdrv only"
+
+
+def open_error(path: str, err: int, fallback: str | None = STOCK_FALLBACK) -> MsrctlError:
+    """Why msrdrv's node did not open; fallback: what else to do when msrdrv is not loaded (None: nothing)."""
     what = f"cannot open {path}"
     if err == errno.ENOENT:
         if path not in (system.DEFAULT_DEVICE, str(system.sysroot() / "dev/msrdrv")):
@@ -70,7 +77,8 @@ def open_error(path: str, err: int) -> MsrctlError:
                 errors.NOT_LOADED,
             )
         if not system.module_loaded():
-            return MsrctlError(what, "msrdrv module not loaded", "run `msrctl load` (as root)", errors.NOT_LOADED)
+            fix = "run `msrctl load` (as root)" + (f", {fallback}" if fallback else "")
+            return MsrctlError(what, "msrdrv module not loaded", fix, errors.NOT_LOADED)
         return MsrctlError(
             what,
             "no such device node although msrdrv is loaded",
@@ -84,6 +92,26 @@ def open_error(path: str, err: int) -> MsrctlError:
     if err in (errno.EACCES, errno.EPERM):
         why, fix = permission_fix(system.node(path), system.user())
         return MsrctlError(what, why, fix, errors.PERMISSION)
+    return MsrctlError(what, os.strerror(err), "see `msrctl status`", errors.FAILURE)
+
+
+def stock_open_error(node: str, err: int) -> MsrctlError:
+    """Why the kernel's msr driver's node did not open (the stock backend)."""
+    what = f"cannot open {node}"
+    if err in (errno.ENOENT, errno.ENXIO, errno.ENODEV):
+        return MsrctlError(
+            what,
+            "the kernel's msr driver is not loaded (asked for with --backend msr or MSRCTL_BACKEND)",
+            "as root: modprobe msr; or use msrdrv: sudo msrctl load",
+            errors.NOT_LOADED,
+        )
+    if err in (errno.EACCES, errno.EPERM):
+        return MsrctlError(
+            what,
+            "the kernel's msr driver is for root only (its nodes are root:root 0600 and it requires CAP_SYS_RAWIO)",
+            f"run as root; or have msrdrv loaded (sudo msrctl load), whose allowlist lets group {system.GROUP} in",
+            errors.PERMISSION,
+        )
     return MsrctlError(what, os.strerror(err), "see `msrctl status`", errors.FAILURE)
 
 
@@ -118,6 +146,14 @@ def op_error(
     if err == errno.ENXIO:
         return no_such_cpu(cpu, online)
     target = "TSC" if kind == "rdtsc" else _msr(msr, name)
+    if err == errno.EIO and kind == "rdtsc":  # only the stock driver: msrdrv runs the RDTSC instruction
+        return MsrctlError(
+            f"RDTSC on CPU {cpu} failed",
+            "the kernel's msr driver reads the TSC as MSR 0x10 (IA32_TIME_STAMP_COUNTER), which reads 0 here: "
+            "not implemented (an emulator such as QEMU TCG?)",
+            "use msrdrv, whose RDTSC runs the instruction on the CPU: sudo msrctl load",
+            errors.IO_ERROR,
+        )
     if err == errno.EIO:
         if kind == "write":
             return MsrctlError(
@@ -213,6 +249,10 @@ WRITE_REFUSALS = {
     "disabled": (
         "msrdrv was loaded with allow_writes=0",
         "as root: echo 1 > /sys/module/msrdrv/parameters/allow_writes",
+    ),
+    "msr_off": (
+        "the kernel's msr driver refuses writes (msr.allow_writes=off)",
+        "as root: echo on > /sys/module/msr/parameters/allow_writes",
     ),
 }
 

@@ -1,4 +1,4 @@
-"""Run a list of ops through /dev/msrdrv in one ioctl and explain any failures.
+"""Run a list of ops through the chosen driver (msrdrv: one ioctl) and explain any failures.
 
 The device module (and so cffi) is imported only when ops are executed.
 """
@@ -64,16 +64,31 @@ def _allowlist(fd: int) -> tuple[Any, ...] | None:
         return None
 
 
-def execute(path: str, ops: Sequence[Op]) -> tuple[list[Result], Refusals]:
-    """Submit all ops in one batch; returns results and what explains refused ones."""
+def _stock_writes_reason() -> str | None:
+    """Why the kernel's msr driver refused a write with EPERM."""
+    from . import system
+
+    if system.lockdown() not in (None, "none"):
+        return "lockdown"
+    return "msr_off" if system.msr_allow_writes() == "off" else None
+
+
+def execute(path: str, ops: Sequence[Op], backend: str | None = None) -> tuple[list[Result], Refusals]:
+    """Submit all ops in one batch (one ioctl; one system call per op on the stock msr driver);
+    returns results and what explains refused ones.  backend as for backend.open_device."""
+    from . import backend as backends
     from .device import Batch, Device, DeviceError  # cffi only here
 
+    chosen = backends.choose(path, backend)
     try:
-        dev = Device(path)
+        dev = backends.open_device(path, backend=chosen)
     except DeviceError as e:
         from . import diagnose
 
-        raise diagnose.open_error(path, e.errno) from None
+        if chosen == backends.MSR:
+            raise diagnose.stock_open_error(e.filename or backends.stock_node(), e.errno) from None
+        auto = backends.requested(backend) == backends.AUTO
+        raise diagnose.open_error(path, e.errno, diagnose.STOCK_FALLBACK if auto else diagnose.MSRDRV_ONLY) from None
     with dev:
         batch = Batch(max(1, len(ops)))
         for op in ops:
@@ -94,8 +109,12 @@ def execute(path: str, ops: Sequence[Op]) -> tuple[list[Result], Refusals]:
         done = batch.done
         results = [Result(op, batch.value(i), batch.err(i) if i < done else 0, i < done) for i, op in enumerate(ops)]
         errs = {r.err for r in results}
-        reason = _writes_reason(dev.info()) if errno.EPERM in errs else None
-        entries = _allowlist(dev.fd) if errno.EACCES in errs else None
+        entries = None
+        if isinstance(dev, Device):
+            reason = _writes_reason(dev.info()) if errno.EPERM in errs else None
+            entries = _allowlist(dev.fd) if errno.EACCES in errs else None
+        else:  # the stock msr driver: no INFO ioctl and no allowlist to ask
+            reason = _stock_writes_reason() if errno.EPERM in errs else None
     return results, Refusals(reason, entries)
 
 

@@ -89,11 +89,29 @@ def _problem(problems: list[dict[str, Any]], code: int, problem: str, fix: str) 
     problems.append({"problem": problem, "fix": fix, "code": code})
 
 
-def report(device: str) -> dict[str, Any]:
-    """Everything `status` shows; report['problems'] lists blocking issues, ['notes'] the others."""
+def _backend(device: str, backend: str | None) -> dict[str, Any]:
+    """Which driver read/write/batch would use, and for the stock one whether this user can open it."""
+    from . import backend as backends
+
+    chosen = backends.choose(device, backend)
+    rep: dict[str, Any] = {"name": chosen, "requested": backends.requested(backend)}
+    if chosen == backends.MSR:
+        node = backends.stock_node()
+        err, _ = system.try_open(node)
+        rep.update(node=node, can_open=err == 0, open_errno=err, caveat=backends.caveat())
+    return rep
+
+
+def report(device: str, backend: str | None = None) -> dict[str, Any]:
+    """Everything `status` shows; report['problems'] lists blocking issues, ['notes'] the others.
+
+    backend as for backend.open_device: with the kernel's msr driver usable, msrdrv
+    not being loaded is a note, not a problem."""
     problems: list[dict[str, Any]] = []
     notes: list[str] = []
     loaded = system.module_loaded()
+    chosen = _backend(device, backend)
+    stock_ok = bool(chosen.get("can_open"))
     module: dict[str, Any] = {
         "loaded": loaded,
         "version": system.module_version(),
@@ -126,12 +144,15 @@ def report(device: str) -> dict[str, Any]:
             "can_write": writable,
             "open_error": os.strerror(open_err) if open_err else None,
         },
+        "backend": {k: v for k, v in chosen.items() if k != "open_errno"},
         "abi": None,
         "lockdown": system.lockdown(),
         "dkms": system.dkms_status(),
         "pmu": _pmu(),
     }
-    if not module["module_support"]:  # not loaded (5), and why it cannot be
+    if stock_ok and not loaded:  # read/write/batch work through the stock driver
+        notes.append("msrdrv is not loaded: msrctl uses the kernel's msr driver (see backend)")
+    elif not module["module_support"]:  # not loaded (5), and why it cannot be
         _problem(
             problems,
             errors.NOT_LOADED,
@@ -144,6 +165,9 @@ def report(device: str) -> dict[str, Any]:
         else:
             err = not_installed(system.kernel_release())
             _problem(problems, errors.NOT_LOADED, f"msrdrv module not loaded: {err.why}", err.fix)
+    if chosen["name"] == "msr" and not stock_ok:
+        err = diagnose.stock_open_error(chosen["node"], chosen["open_errno"])
+        _problem(problems, err.code, f"{user.name} {err.what}: {err.why}", err.fix)
     if loaded and not node.exists:
         _problem(
             problems,

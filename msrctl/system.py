@@ -109,6 +109,11 @@ def lockdown() -> str | None:
     return None
 
 
+def msr_allow_writes() -> str | None:
+    """The kernel msr driver's allow_writes ('on', 'off', 'default'), None if unknown (root-only file)."""
+    return _read(sysroot() / "sys/module/msr/parameters/allow_writes")
+
+
 def dkms_status() -> str | None:
     """What dkms knows of msrdrv, in `dkms status` form ('' when nothing), None without dkms.
 

@@ -47,8 +47,9 @@ def test_device_missing(env: dict[str, str]) -> None:
     (proc / "modules").write_text("")  # modules can load; msrdrv is not loaded
     res = msrctl(env, "read", "0x1b")
     assert res.returncode == errors.NOT_LOADED == 5
-    assert (
-        one_error(res) == f"cannot open {env['MSRCTL_DEVICE']}: msrdrv module not loaded; run `msrctl load` (as root)"
+    assert one_error(res) == (
+        f"cannot open {env['MSRCTL_DEVICE']}: msrdrv module not loaded; run `msrctl load` (as root), "
+        "or `modprobe msr` (as root) to use the kernel's msr driver instead"
     )
     for args in (["write", "tsc_aux", "1"], ["rdtsc", "-a"], ["read", "-a", "--json", "tsc"]):
         res = msrctl(env, *args)

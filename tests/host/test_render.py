@@ -29,6 +29,7 @@ def test_modprobe_conf() -> None:
 def report(**over: object) -> dict:
     rep: dict = {
         "kernel": "6.1.0-56-amd64",
+        "backend": {"name": "msrdrv", "requested": "auto"},
         "module": {"loaded": True, "version": "0.1.0", "refcnt": 0, "parameters": {"max_ops": "4096"}, "file": None},
         "device": {
             "path": "/dev/msrdrv",
