@@ -519,11 +519,12 @@ def generate(
     emit(text, output)
 
 
-# The allowlist and stat commands live in their own modules (one job each).
-from . import cli_allowlist, cli_stat  # noqa: E402 (they need `app` defined first)
+# The allowlist, stat and record commands live in their own modules (one job each).
+from . import cli_allowlist, cli_record, cli_stat  # noqa: E402 (they need `app` defined first)
 
 app.add_typer(cli_allowlist.app, name="allowlist")
 app.command(context_settings={"allow_interspersed_args": False})(cli_stat.stat)
+app.command(context_settings={"allow_interspersed_args": False})(cli_record.record)
 
 
 # --- entry point -----------------------------------------------------------------
