@@ -134,8 +134,9 @@ def record(
     interval_ns = parse_interval(interval)
     if count is not None and command:
         raise UsageError("-n and COMMAND conflict", "sampling stops after N samples or when COMMAND exits", "give one")
-    topo = topology.read(_cpus(cpus))
+    chosen = _cpus(cpus)
     with open_device(ctx) as dev:
+        topo = topology.read(chosen)
         found = probe.run(dev, cpu_mod.read(), topo)
         plan = Plan(topo, found.sampled, found.context)
         _check_size(dev, len(plan), plan.per_cpu())

@@ -29,6 +29,7 @@ from .topology import Topology
 Results = Mapping[tuple[int, int], tuple[int, int]]  # (cpu, msr) -> (value, errno)
 
 ENERGY_FIX = f"RAPL energy is a side channel, granted by the energy profile: {LOAD_PROFILE}telemetry --profile energy"
+ZERO_WHY = "reads 0: not implemented here (QEMU and some hypervisors read unknown MSRs as 0)"
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def read_reason(reg: Register, value: int, err: int, hypervisor: bool) -> str | 
     if err:
         return f"{reg.label()}: {os.strerror(err)}"
     if value == 0 and (hypervisor or reg.msr not in catalog.ZERO_PLAUSIBLE):
-        return f"{reg.label()} reads 0: not implemented here (QEMU and some hypervisors read unknown MSRs as 0)"
+        return f"{reg.label()} {ZERO_WHY}"
     return None
 
 
