@@ -4,18 +4,12 @@ while a command runs, or until interrupted; a summary on stderr at the end."""
 import os
 import signal
 import sys
-from enum import Enum
 from typing import Any, Optional
 
 import typer
 
 from . import errors
 from .errors import MsrctlError, UsageError
-
-
-class Format(str, Enum):
-    csv = "csv"
-    jsonl = "jsonl"
 
 
 def open_device(ctx: typer.Context) -> Any:
@@ -116,9 +110,7 @@ def record(
     interval: str = typer.Option("1s", "-i", "--interval", metavar="TIME", help="Sampling interval: 100ms, 1s, 2m."),
     count: Optional[int] = typer.Option(None, "-n", "--count", metavar="N", min=1, help="Stop after N samples."),
     output: str = typer.Option("-", "-o", "--output", metavar="FILE", help="Write samples here (default stdout)."),
-    fmt: Format = typer.Option(  # noqa: B008 (typer idiom)
-        Format.csv, "--format", metavar="FORMAT", help="csv (a row per CPU, core and package) or jsonl."
-    ),
+    fmt: str = typer.Option("csv", "--format", metavar="FORMAT", help="csv (a row per CPU, core, package) or jsonl."),
     cpus: Optional[str] = typer.Option(None, "-p", "--cpu", metavar="CPUS", help="CPU list (default all online)."),
 ) -> None:
     """Record telemetry in watts, joules, MHz, degrees C and percent: one batch per sample for all CPUs.
@@ -132,6 +124,8 @@ def record(
     from .telemetry.plan import Plan, Reader
 
     interval_ns = parse_interval(interval)
+    if fmt not in ("csv", "jsonl"):
+        raise UsageError(f"unknown format '{fmt}'", "it is csv or jsonl", "e.g. --format jsonl")
     if count is not None and command:
         raise UsageError("-n and COMMAND conflict", "sampling stops after N samples or when COMMAND exits", "give one")
     chosen = _cpus(cpus)
@@ -163,7 +157,7 @@ def _open_output(path: str) -> Any:
         raise MsrctlError(f"cannot write {path}", e.strerror or str(e), "check the path and permissions") from None
 
 
-def _loop(plan: Any, take: Any, interval_ns: int, count: Optional[int], command: Any, fmt: Format, out: Any) -> int:
+def _loop(plan: Any, take: Any, interval_ns: int, count: Optional[int], command: Any, fmt: str, out: Any) -> int:
     """Sample until done; returns the exit status (the command's, if one ran)."""
     import subprocess
 
@@ -182,7 +176,7 @@ def _loop(plan: Any, take: Any, interval_ns: int, count: Optional[int], command:
     misses_told = 0
     failure: Optional[MsrctlError] = None
     try:
-        if fmt == Format.csv:
+        if fmt == "csv":
             out.write(formats.csv_header())
         for tick in sampler:
             if prev is None:
@@ -197,7 +191,7 @@ def _loop(plan: Any, take: Any, interval_ns: int, count: Optional[int], command:
             else:
                 sample = derive(plan, prev, tick.value)
                 totals.add(sample)
-                if fmt == Format.csv:
+                if fmt == "csv":
                     out.write(formats.csv_rows(sample, tick.index, t0))
                 else:
                     out.write(formats.jsonl(sample, tick.index, t0, tick.late_ns, tick.missed, tick.final))

@@ -170,7 +170,7 @@ def msrctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         (["-n", "2", "--", "true"], errors.USAGE, "-n and COMMAND conflict"),
         (["-p", "4096"], errors.NO_CPU, "CPU 4096"),
         (["-n", "1"], errors.NOT_LOADED, "msrdrv module not loaded"),
-        (["--format", "xml"], errors.USAGE, "--format"),
+        (["--format", "xml"], errors.USAGE, "unknown format 'xml': it is csv or jsonl"),
     ],
 )
 def test_record_usage_errors_are_one_line(env: dict[str, str], args: list[str], code: int, message: str) -> None:
