@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .msrs import CPU, TSC, Register
+from .msrs import CORE, CPU, PACKAGE, TSC, Register
 from .topology import Topology
 
 
@@ -67,11 +67,12 @@ class Plan:
         self.topology = topology
         self.registers = tuple(registers)
         self.context = context
+        leads = {CORE: set(topology.cores()), PACKAGE: set(topology.packages())}
         ops: list[PlanOp] = []
         for cpu in topology.cpus:
             ops.append(PlanOp(cpu.cpu, TSC.msr, rdtsc=True))
-            for scope in (CPU, "core", "package"):
-                if topology.leads(cpu, scope):
+            for scope in (CPU, CORE, PACKAGE):
+                if scope == CPU or cpu in leads[scope]:
                     ops += [PlanOp(cpu.cpu, r.msr) for r in self.registers if r.scope == scope]
         self.ops = tuple(ops)
         self._index = {(op.cpu, op.msr): i for i, op in enumerate(ops)}

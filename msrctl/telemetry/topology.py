@@ -52,13 +52,6 @@ class Topology:
             seen.setdefault(c.package, c)
         return list(seen.values())
 
-    def leads(self, cpu: Cpu, scope: str) -> bool:
-        """Whether cpu reads the registers of this scope for its core or package."""
-        if scope == "cpu":
-            return True
-        leaders = self.cores() if scope == "core" else self.packages()
-        return cpu in leaders
-
 
 def _number(path: Path) -> int | None:
     try:

@@ -229,9 +229,8 @@ def test_record_while_a_command_runs(dev: Device, tmp_path: Path) -> None:
     objs = [json.loads(line) for line in out.read_text().splitlines()]
     n = int(re.search(r"record: (\d+) samples? in", r.stderr).group(1))  # type: ignore[union-attr]
     assert len(objs) == n and n >= 4  # 0.3 s at 50 ms, whatever the TCG start-up costs
-    # the command's exit ended sampling at once, with a sample closing the partial interval
-    assert objs[-1]["final"] is True and all(not o["final"] for o in objs[:-1])
-    assert sum(o["dt_s"] for o in objs) >= 0.3
+    # the command's exit ended sampling (a partial last interval is marked final)
+    assert not any(o["final"] for o in objs[:-1]) and sum(o["dt_s"] for o in objs) >= 0.3
     r = msrctl("record", "-i", "50ms", "-o", str(out), "--", "sh", "-c", "exit 3")
     assert r.returncode == 3, r.stderr
     r = msrctl("record", "-i", "50ms", "--", "no-such-command-here")
