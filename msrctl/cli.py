@@ -550,14 +550,15 @@ def generate(
     emit(text, output)
 
 
-# The allowlist, stat and decode commands live in their own modules (one job each).
-from . import cli_allowlist, cli_power, cli_stat  # noqa: E402 (they need `app` defined first)
+# The allowlist, power, stat, decode and record commands live in their own modules (one job each).
+from . import cli_allowlist, cli_power, cli_record, cli_stat  # noqa: E402 (they need `app` defined first)
 from .cli_decode import decode as _decode  # noqa: E402
 
 app.add_typer(cli_allowlist.app, name="allowlist")
 app.add_typer(cli_power.app, name="power")
 app.command(context_settings={"allow_interspersed_args": False})(cli_stat.stat)
 app.command()(_decode)
+app.command(context_settings={"allow_interspersed_args": False})(cli_record.record)
 
 
 # --- entry point -----------------------------------------------------------------

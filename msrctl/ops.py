@@ -73,15 +73,15 @@ def _stock_writes_reason() -> str | None:
     return "msr_off" if system.msr_allow_writes() == "off" else None
 
 
-def execute(path: str, ops: Sequence[Op], backend: str | None = None) -> tuple[list[Result], Refusals]:
-    """Submit all ops in one batch (one ioctl; one system call per op on the stock msr driver);
-    returns results and what explains refused ones.  backend as for backend.open_device."""
+def open_device(path: str, write: bool | None = None, backend: str | None = None) -> Any:
+    """The chosen backend's device (backend.open_device), or an MsrctlError explaining
+    why it did not open and what to do."""
     from . import backend as backends
-    from .device import Batch, Device, DeviceError  # cffi only here
+    from .device import DeviceError  # cffi only here
 
     chosen = backends.choose(path, backend)
     try:
-        dev = backends.open_device(path, backend=chosen)
+        return backends.open_device(path, write, backend=chosen)
     except DeviceError as e:
         from . import diagnose
 
@@ -89,7 +89,14 @@ def execute(path: str, ops: Sequence[Op], backend: str | None = None) -> tuple[l
             raise diagnose.stock_open_error(e.filename or backends.stock_node(), e.errno) from None
         auto = backends.requested(backend) == backends.AUTO
         raise diagnose.open_error(path, e.errno, diagnose.STOCK_FALLBACK if auto else diagnose.MSRDRV_ONLY) from None
-    with dev:
+
+
+def execute(path: str, ops: Sequence[Op], backend: str | None = None) -> tuple[list[Result], Refusals]:
+    """Submit all ops in one batch (one ioctl; one system call per op on the stock msr driver);
+    returns results and what explains refused ones.  backend as for backend.open_device."""
+    from .device import Batch, Device, DeviceError  # cffi only here
+
+    with open_device(path, backend=backend) as dev:
         batch = Batch(max(1, len(ops)))
         for op in ops:
             if op.kind == "read":

@@ -267,11 +267,13 @@ def test_man_pages_and_completion_do_not_depend_on_the_hash_seed(tmp_path: Path)
     assert b" --help --hexadecimal " in outputs[0][Path("bash-completion/msrctl")]
 
 
-def test_both_packages_ship_the_policy_reference() -> None:
-    """README links docs/access-policy.md: the installed docs carry it too."""
+def test_both_packages_ship_every_reference_page_the_readme_links() -> None:
+    """The installed README's links to docs/ resolve: each package's docs carry every page."""
+    linked = sorted(set(re.findall(r"\]\((docs/[\w.-]+\.md)\)", (REPO / "README.md").read_text())))
+    assert "docs/access-policy.md" in linked and "docs/telemetry.md" in linked
     for pkg in ("msrctl", "msrdrv-dkms"):
-        assert (DEBIAN / f"{pkg}.docs").read_text().split() == ["README.md", "docs/access-policy.md"], pkg
-    assert (REPO / "docs" / "access-policy.md").is_file()
+        assert (DEBIAN / f"{pkg}.docs").read_text().split() == ["README.md", *linked], pkg
+    assert all((REPO / page).is_file() for page in linked)
 
 
 def test_dkms_conf_clean_is_true() -> None:

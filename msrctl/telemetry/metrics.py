@@ -1,0 +1,164 @@
+"""Pure functions from raw MSR values to physical units: RAPL units, counter wrap, joules,
+watts, MHz, busy and residency percentages, degrees C, throttle and limit flags.
+
+No I/O: `derive` feeds them raw snapshots; `top`, `record`, the exporter and the
+kernel sampler's records all share them.  Formulas from the Intel SDM vol. 3B
+(ch. 15, power and thermal management) and vol. 4, and the AMD PPR for
+family 17h/19h.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RaplUnits:
+    """MSR_RAPL_POWER_UNIT (Intel 0x606) or MSR_AMD_RAPL_POWER_UNIT (0xC0010299): same layout."""
+
+    power_w: float  # 1 / 2^bits[3:0] W
+    energy_j: float  # 1 / 2^bits[12:8] J
+    time_s: float  # 1 / 2^bits[19:16] s
+
+
+def rapl_units(raw: int) -> RaplUnits:
+    """Decode a RAPL power-unit register (e.g. 0xA0E03: 1/8 W, 2^-14 J, 2^-10 s)."""
+    return RaplUnits(
+        1.0 / (1 << (raw & 0xF)),
+        1.0 / (1 << ((raw >> 8) & 0x1F)),
+        1.0 / (1 << ((raw >> 16) & 0xF)),
+    )
+
+
+# Intel server parts whose DRAM domain counts in a fixed 15.3 uJ, whatever
+# MSR_RAPL_POWER_UNIT says (Xeon E5 v3 datasheet vol. 2 and its successors):
+# Haswell-X, Broadwell-X/-D, Skylake-X (Cascade/Cooper Lake), Xeon Phi
+# (KNL, KNM), Ice Lake-X/-D, Sapphire and Emerald Rapids (family 6 models).
+DRAM_FIXED_UNIT_MODELS = frozenset({0x3F, 0x4F, 0x56, 0x55, 0x57, 0x85, 0x6A, 0x6C, 0x8F, 0xCF})
+DRAM_FIXED_UNIT_J = 15.3e-6
+
+
+def dram_energy_unit(family: int, model: int, units: RaplUnits) -> float:
+    """Joules per count of MSR_DRAM_ENERGY_STATUS on this Intel CPU."""
+    return DRAM_FIXED_UNIT_J if family == 6 and model in DRAM_FIXED_UNIT_MODELS else units.energy_j
+
+
+def counter_delta(prev: int, cur: int, bits: int) -> int:
+    """cur - prev for a counter of `bits` bits that wrapped at most once in between."""
+    mask = (1 << bits) - 1
+    return ((cur & mask) - (prev & mask)) & mask
+
+
+def energy_joules(prev: int, cur: int, unit_j: float) -> float:
+    """Joules between two readings of a 32-bit RAPL energy counter (bits 31:0), wrap handled.
+
+    The counter wraps after 2^32 units: 2^18 J with Intel's usual 2^-14 J units
+    (about 260 s at 1 kW), 2^16 J with AMD's 2^-16 J (65 s at 1 kW); readings
+    one sample interval apart are well within that."""
+    return counter_delta(prev, cur, 32) * unit_j
+
+
+def watts(joules: float, dt_s: float) -> float | None:
+    """Average power over an interval; None for an empty interval."""
+    return joules / dt_s if dt_s > 0 else None
+
+
+def busy_pct(d_mperf: int, d_tsc: int) -> float | None:
+    """Share of the interval the CPU was in C0: MPERF counts at the TSC rate in C0 only."""
+    return 100.0 * d_mperf / d_tsc if d_tsc > 0 else None
+
+
+def busy_mhz(d_aperf: int, d_mperf: int, base_mhz: float) -> float | None:
+    """Average frequency while busy: APERF counts actual cycles, MPERF base-frequency
+    cycles, both only in C0.  None if the CPU was never busy in the interval."""
+    return base_mhz * d_aperf / d_mperf if d_mperf > 0 else None
+
+
+def effective_mhz(d_aperf: int, d_tsc: int, base_mhz: float) -> float | None:
+    """Average frequency over the whole interval, idle time counting as 0 MHz
+    (busy MHz times the busy fraction): the TSC ticks at the base frequency."""
+    return base_mhz * d_aperf / d_tsc if d_tsc > 0 else None
+
+
+def residency_pct(d_residency: int, d_tsc: int) -> float | None:
+    """Share of the interval spent in a C-state: residency counters tick at the TSC rate."""
+    return 100.0 * d_residency / d_tsc if d_tsc > 0 else None
+
+
+def tjmax(temperature_target: int) -> int:
+    """TjMax in degrees C: MSR_TEMPERATURE_TARGET bits 23:16 (0: not reported)."""
+    return (temperature_target >> 16) & 0xFF
+
+
+def temperature_c(tjmax_c: int, therm_status: int, valid_bit: bool = True) -> int | None:
+    """TjMax minus the digital readout (bits 22:16, degrees below TjMax).
+
+    IA32_THERM_STATUS says with bit 31 whether the readout is valid (valid_bit);
+    IA32_PACKAGE_THERM_STATUS has no such bit.  None for an invalid reading."""
+    if valid_bit and not therm_status >> 31 & 1:
+        return None
+    return tjmax_c - ((therm_status >> 16) & 0x7F)
+
+
+def intel_base_mhz(platform_info: int) -> float:
+    """Base (maximum non-turbo) frequency: MSR_PLATFORM_INFO bits 15:8 times 100 MHz
+    (the bus clock of Sandy Bridge and later; 0: not reported)."""
+    return ((platform_info >> 8) & 0xFF) * 100.0
+
+
+def amd_pstate_mhz(pstate_def: int) -> float | None:
+    """Core frequency of an AMD family 17h/19h P-state definition (MSRC001_006[4..B]):
+    CpuFid[7:0] / CpuDfsId[13:8] * 200 MHz (PPR 'CoreCOF'); None if PstateEn (bit 63)
+    is clear or the divisor is 0."""
+    fid, did = pstate_def & 0xFF, (pstate_def >> 8) & 0x3F
+    if not pstate_def >> 63 or did == 0:
+        return None
+    return 200.0 * fid / did
+
+
+def _names(value: int, bits: dict[int, str]) -> tuple[str, ...]:
+    return tuple(name for bit, name in bits.items() if value >> bit & 1)
+
+
+# IA32_THERM_STATUS / IA32_PACKAGE_THERM_STATUS: the status bits that mean the
+# CPU is being held back now; each one's sticky log bit is the next bit up.
+THERM_BITS = {0: "thermal", 2: "prochot", 4: "critical", 10: "power_limit", 12: "current_limit", 14: "cross_domain"}
+PACKAGE_THERM_BITS = {0: "thermal", 2: "prochot", 4: "critical", 10: "power_limit"}
+
+
+def throttle(therm_status: int, package: bool = False) -> tuple[str, ...]:
+    """Why the core (or package) is throttled now: the set status bits of a thermal status register."""
+    return _names(therm_status, PACKAGE_THERM_BITS if package else THERM_BITS)
+
+
+def throttle_log(therm_status: int, package: bool = False) -> tuple[str, ...]:
+    """What throttled it since the log bits were last cleared (sticky; msrctl only reads them)."""
+    bits = PACKAGE_THERM_BITS if package else THERM_BITS
+    return _names(therm_status, {bit + 1: name for bit, name in bits.items()})
+
+
+# MSR_CORE_PERF_LIMIT_REASONS (0x64F, 6th-generation Core and later): status in
+# bits 15:0, the matching sticky log bits in 31:16.
+LIMIT_BITS = {
+    0: "prochot",
+    1: "thermal",
+    4: "residency_state_regulation",
+    5: "running_average_thermal",
+    6: "vr_therm_alert",
+    7: "vr_thermal_design_current",
+    8: "other",
+    10: "pl1",
+    11: "pl2",
+    12: "max_turbo_limit",
+    13: "turbo_transition_attenuation",
+}
+
+
+def limit_reasons(value: int) -> tuple[str, ...]:
+    """Why the core frequency is below the request now."""
+    return _names(value, LIMIT_BITS)
+
+
+def limit_log(value: int) -> tuple[str, ...]:
+    """Why it was below the request since the log was last cleared."""
+    return _names(value, {bit + 16: name for bit, name in LIMIT_BITS.items()})

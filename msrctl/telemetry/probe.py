@@ -1,0 +1,262 @@
+"""Which metrics this machine has, and why each missing one is missing.
+
+In order: the vendor (a metric with no source on it), the CPU flags a register
+needs, then one probe batch that reads each candidate register on the first CPU
+(and the static ones, units and TjMax, on every package's first CPU): a register
+that faults, is refused by the allowlist, or reads 0 where a real one cannot, is
+absent.  A metric is there only if all its registers and static values are.
+`evaluate` is pure (results in, Context out); `run` adds the device and the system.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import errors
+from ..errors import LOAD_PROFILE, LOAD_TELEMETRY, MsrctlError
+from ..system import sysroot
+from . import catalog, metrics, msrs
+from .catalog import BASE, RAPL_UNIT, TJMAX, Source
+from .cpu import CpuInfo
+from .msrs import Register
+from .plan import Context, Submitter
+from .topology import Topology
+
+Results = Mapping[tuple[int, int], tuple[int, int]]  # (cpu, msr) -> (value, errno)
+
+ENERGY_FIX = f"RAPL energy is a side channel, granted by the energy profile: {LOAD_PROFILE}telemetry --profile energy"
+ZERO_WHY = "reads 0: not implemented here (QEMU and some hypervisors read unknown MSRs as 0)"
+
+
+@dataclass(frozen=True)
+class Probe:
+    cpu: CpuInfo
+    registers: dict[int, str | None]  # every candidate register: None if usable, else why not
+    sampled: tuple[Register, ...]  # the registers each sample reads
+    context: Context
+
+    def absent(self) -> dict[str, list[str]]:
+        """Missing metrics grouped by reason, in catalog order."""
+        out: dict[str, list[str]] = {}
+        for m in catalog.METRICS:
+            why = self.context.metrics[m.name]
+            if why is not None:
+                out.setdefault(why, []).append(m.name)
+        return out
+
+
+def candidates(cpu: CpuInfo) -> tuple[list[Register], list[Register], dict[int, str]]:
+    """(sampled candidates, static candidates, registers ruled out by a missing flag -> why)."""
+    srcs = catalog.sources(cpu.vendor, cpu.vendor_id)
+    sampled: list[Register] = []
+    for src in srcs.values():
+        if isinstance(src, Source):
+            sampled += [r for r in src.registers if r not in sampled]
+    static = list({"intel": catalog.STATIC_INTEL, "amd": catalog.STATIC_AMD}.get(cpu.vendor, ()))
+    gated: dict[int, str] = {}
+    for r in sampled + static:
+        flag = catalog.FLAGS.get(r.msr)
+        if flag and not cpu.has(flag[0]):
+            gated[r.msr] = f"the CPU lacks {flag[1]} (no '{flag[0]}' flag in /proc/cpuinfo)"
+    order = {r.msr: i for i, r in enumerate(msrs.ALL)}
+    sampled.sort(key=lambda r: order[r.msr])
+    return sampled, static, gated
+
+
+def probe_reads(cpu: CpuInfo, topology: Topology) -> list[tuple[int, int]]:
+    """The (cpu, msr) reads of the probe batch."""
+    sampled, static, gated = candidates(cpu)
+    first = topology.cpus[0].cpu
+    reads = [(first, r.msr) for r in sampled if r.msr not in gated]
+    reads += [(p.cpu, r.msr) for r in static if r.msr not in gated for p in topology.packages()]
+    return reads
+
+
+def read_reason(reg: Register, value: int, err: int, hypervisor: bool) -> str | None:
+    """Why a probe read makes the register unusable, or None."""
+    if err == errno.EIO:
+        return f"{reg.label()} faults: not implemented on this CPU"
+    if err == errno.EACCES:
+        fix = ENERGY_FIX if reg.msr in msrs.ENERGY_COUNTERS else f"ask an admin to run: {LOAD_TELEMETRY}"
+        return f"{reg.label()} is not in the msrdrv allowlist; {fix}"
+    if err:
+        return f"{reg.label()}: {os.strerror(err)}"
+    if value == 0 and (hypervisor or reg.msr not in catalog.ZERO_PLAUSIBLE):
+        return f"{reg.label()} {ZERO_WHY}"
+    return None
+
+
+def _base(
+    cpu: CpuInfo, results: Results, first: int, regs: dict[int, str | None], cpuid_mhz: float | None, sysfs: Any
+) -> tuple[float | None, str]:
+    """The base frequency in MHz and where it came from (or None and why not)."""
+    tried = []
+    if cpu.vendor == "intel":
+        reg = msrs.PLATFORM_INFO
+        if regs.get(reg.msr) is None and metrics.intel_base_mhz(results[first, reg.msr][0]):
+            return metrics.intel_base_mhz(results[first, reg.msr][0]), f"{reg.name} bits 15:8 x 100 MHz"
+        tried.append(regs.get(reg.msr) or f"{reg.label()} reports no base ratio")
+        if cpuid_mhz:
+            return cpuid_mhz, "CPUID leaf 0x16 EAX"
+        tried.append("CPUID leaf 0x16 is not readable (/dev/cpu/N/cpuid needs root and the cpuid module)")
+    elif cpu.vendor == "amd":
+        reg = msrs.AMD_PSTATE_DEF0
+        if cpu.family not in (0x17, 0x18, 0x19):
+            tried.append(f"the P-state formula is known for families 17h-19h only, not {cpu.family:#x}")
+        elif regs.get(reg.msr) is None:
+            mhz = metrics.amd_pstate_mhz(results[first, reg.msr][0])
+            if mhz:
+                return mhz, f"{reg.name} (P0): CpuFid / CpuDfsId x 200 MHz"
+            tried.append(f"{reg.label()} is not an enabled P-state")
+        else:
+            tried.append(str(regs[reg.msr]))
+    if sysfs is not None:
+        return sysfs
+    tried.append("sysfs has no cpufreq base_frequency (intel_pstate) or acpi-cpufreq maximum")
+    return None, "the base frequency is unknown: " + "; ".join(tried)
+
+
+def evaluate(
+    cpu: CpuInfo,
+    topology: Topology,
+    results: Results,
+    cpuid_base_mhz: float | None = None,
+    sysfs_base: tuple[float, str] | None = None,
+) -> Probe:
+    """The probe's verdict from the probe batch's results (and the other base-frequency sources)."""
+    sampled, static, gated = candidates(cpu)
+    hypervisor = cpu.has("hypervisor")
+    first = topology.cpus[0].cpu
+    packages = [p.cpu for p in topology.packages()]
+    regs: dict[int, str | None] = {}
+    for r in sampled + static:
+        if r.msr in gated:
+            regs[r.msr] = gated[r.msr]
+            continue
+        on = [first] if r in sampled else packages
+        regs[r.msr] = next(
+            (why for c in on if (why := read_reason(r, *results[c, r.msr], hypervisor)) is not None), None
+        )
+
+    statics: dict[str, str | None] = {}
+    base_mhz, base_source = _base(cpu, results, first, regs, cpuid_base_mhz, sysfs_base)
+    statics[BASE] = None if base_mhz else base_source
+
+    tjmax: dict[int, int] = {}
+    if cpu.vendor == "intel":
+        reg = msrs.TEMPERATURE_TARGET
+        statics[TJMAX] = regs[reg.msr]
+        if statics[TJMAX] is None:
+            for p in topology.packages():
+                tjmax[p.package] = metrics.tjmax(results[p.cpu, reg.msr][0])
+            if not all(tjmax.values()):
+                statics[TJMAX] = f"{reg.label()} reports no TjMax (bits 23:16 are 0)"
+
+    units: dict[tuple[int, int], float] = {}
+    unit_reg = {"intel": msrs.RAPL_POWER_UNIT, "amd": msrs.AMD_RAPL_POWER_UNIT}.get(cpu.vendor)
+    if unit_reg is not None:
+        statics[RAPL_UNIT] = regs[unit_reg.msr]
+        if statics[RAPL_UNIT] is None:
+            for p in topology.packages():
+                u = metrics.rapl_units(results[p.cpu, unit_reg.msr][0])
+                for r in sampled:
+                    if r.msr in msrs.ENERGY_COUNTERS:
+                        dram = r.msr == msrs.DRAM_ENERGY.msr
+                        unit = metrics.dram_energy_unit(cpu.family, cpu.model, u) if dram else u.energy_j
+                        units[p.package, r.msr] = unit
+
+    available: dict[str, str | None] = {}
+    used: set[int] = set()
+    for m in catalog.METRICS:
+        src = catalog.sources(cpu.vendor, cpu.vendor_id)[m.name]
+        if isinstance(src, str):
+            available[m.name] = src
+            continue
+        why = next((regs[r.msr] for r in src.registers if regs[r.msr] is not None), None)
+        why = why or next((statics[s] for s in src.statics if statics.get(s) is not None), None)
+        available[m.name] = why
+        if why is None:
+            used.update(r.msr for r in src.registers)
+    context = Context(cpu.vendor, available, base_mhz, base_source if base_mhz else "", tjmax, units)
+    return Probe(cpu, regs, tuple(r for r in sampled if r.msr in used), context)
+
+
+def check_allowed(info: Any, results: Results) -> None:
+    """Raise the permission error when a group member may read none of the registers."""
+    if info is not None and not info.rawio and info.allowlist_entries == 0:
+        raise MsrctlError(
+            "cannot read telemetry registers",
+            "no msrdrv allowlist is loaded, so members of group msr may read no MSR",
+            f"ask an admin to run: {LOAD_TELEMETRY}",
+            errors.PERMISSION,
+        )
+    errs = [e for _, e in results.values()]
+    if errs and all(e == errno.EACCES for e in errs):
+        raise MsrctlError(
+            "cannot read telemetry registers",
+            "the msrdrv allowlist lists none of them",
+            f"ask an admin to run: {LOAD_TELEMETRY}",
+            errors.PERMISSION,
+        )
+
+
+def cpuid_base_mhz(cpu: int, reader: Callable[[int], Any] | None = None) -> float | None:
+    """CPUID leaf 0x16 EAX[15:0] (processor base frequency, MHz), if the cpuid driver is readable."""
+    if reader is None:
+        from ..pmu import cpuid_reader
+
+        reader = cpuid_reader
+    try:
+        cpuid = reader(cpu)
+        if cpuid is None or cpuid(0)[0] < 0x16:
+            return None
+        return float(cpuid(0x16)[0] & 0xFFFF) or None
+    except OSError:
+        return None
+
+
+def sysfs_base(cpu: int) -> tuple[float, str] | None:
+    """The base frequency cpufreq reports, and which file: intel_pstate's base_frequency, or
+    acpi-cpufreq's cpuinfo_max_freq (its highest _PSS state, P0: boost is not listed)."""
+    d = sysroot() / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
+
+    def khz(name: str) -> int | None:
+        try:
+            return int((d / name).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    base = khz("base_frequency")
+    if base:
+        return base / 1000.0, "sysfs cpufreq base_frequency"
+    try:
+        driver = (d / "scaling_driver").read_text().strip()
+    except OSError:
+        driver = ""
+    top = khz("cpuinfo_max_freq")
+    if driver == "acpi-cpufreq" and top:
+        return top / 1000.0, "sysfs cpufreq cpuinfo_max_freq (acpi-cpufreq P0)"
+    return None
+
+
+def run(dev: Submitter, cpu: CpuInfo, topology: Topology) -> Probe:
+    """Probe this machine through dev (one batch), raising the permission error if nothing is readable."""
+    from ..device import Batch
+
+    reads = probe_reads(cpu, topology)
+    results: dict[tuple[int, int], tuple[int, int]] = {}
+    if reads:
+        b = Batch(len(reads))
+        for c, msr in reads:
+            b.read(msr, c)
+        dev.submit(b)
+        results = {rd: (b.value(i), b.err(i)) for i, rd in enumerate(reads)}
+    info = dev.info() if hasattr(dev, "info") else None
+    check_allowed(info, results)
+    first = topology.cpus[0].cpu
+    cpuid = cpuid_base_mhz(first) if cpu.vendor == "intel" else None
+    return evaluate(cpu, topology, results, cpuid, sysfs_base(first))

@@ -1,0 +1,108 @@
+"""The telemetry unit math against values worked out from the Intel SDM and the AMD PPR."""
+
+from __future__ import annotations
+
+import pytest
+
+from msrctl.telemetry import metrics
+
+
+def test_intel_rapl_power_unit_0xa0e03() -> None:
+    """SDM vol. 3B 15.10.1: power 1/2^3 W, energy 1/2^14 J, time 1/2^10 s."""
+    u = metrics.rapl_units(0xA0E03)
+    assert u.power_w == 1 / 8
+    assert u.energy_j == 2**-14  # 61.04 uJ
+    assert u.time_s == 2**-10  # 976.6 us
+
+
+def test_amd_rapl_pwr_unit_0xc0010299() -> None:
+    """PPR 17h MSRC001_0299 reset value 0x000A1003: PowerUnit 3, EnergyStatusUnit 10h, TimeUnit Ah."""
+    u = metrics.rapl_units(0x000A1003)
+    assert (u.power_w, u.energy_j, u.time_s) == (1 / 8, 2**-16, 2**-10)
+    assert round(u.energy_j * 1e6, 2) == 15.26  # uJ per count
+
+
+def test_energy_counter_wraps_at_32_bits() -> None:
+    assert metrics.counter_delta(0xFFFFFF00, 0x00000100, 32) == 0x200
+    assert metrics.energy_joules(0xFFFFFF00, 0x00000100, 2**-14) == 0x200 * 2**-14 == 0.03125
+    # bits 63:32 are reserved: whatever they hold does not count
+    assert metrics.energy_joules(0xDEAD_0000_FFFF_FF00, 0xBEEF_0000_0000_0100, 2**-14) == 0.03125
+    assert metrics.energy_joules(1000, 1000, 2**-14) == 0.0  # no energy used: a real 0
+
+
+def test_joules_and_watts_over_an_interval() -> None:
+    # 10 W for 100 ms at 2^-14 J: 1 J = 16384 counts
+    joules = metrics.energy_joules(5_000_000, 5_000_000 + 16384, 2**-14)
+    assert joules == 1.0
+    assert metrics.watts(joules, 0.1) == 10.0
+    assert metrics.watts(joules, 0.0) is None
+
+
+def test_dram_energy_unit_on_servers_is_fixed() -> None:
+    """Xeon E5 v3 datasheet: the DRAM domain counts 15.3 uJ whatever MSR_RAPL_POWER_UNIT says."""
+    u = metrics.rapl_units(0xA0E03)
+    assert metrics.dram_energy_unit(6, 0x55, u) == 15.3e-6  # Skylake-SP / Cascade Lake
+    assert metrics.dram_energy_unit(6, 0x9E, u) == 2**-14  # Kaby/Coffee Lake client: the unit register's
+
+
+def test_frequency_and_busy_from_aperf_mperf_tsc() -> None:
+    """100 ms at a 2.4 GHz TSC, busy half the time, at 1.5x base while busy."""
+    base, d_tsc = 2400.0, 240_000_000
+    d_mperf, d_aperf = 120_000_000, 180_000_000
+    assert metrics.busy_pct(d_mperf, d_tsc) == 50.0
+    assert metrics.busy_mhz(d_aperf, d_mperf, base) == 3600.0
+    assert metrics.effective_mhz(d_aperf, d_tsc, base) == 1800.0
+    assert metrics.busy_mhz(0, 0, base) is None  # never busy: no busy frequency, not 0 MHz
+
+
+def test_counters_wrap_at_64_bits() -> None:
+    assert metrics.counter_delta(2**64 - 10, 5, 64) == 15
+
+
+def test_c6_residency_against_tsc() -> None:
+    assert metrics.residency_pct(60_000_000, 240_000_000) == 25.0
+    assert metrics.residency_pct(0, 240_000_000) == 0.0
+
+
+def test_temperature_tjmax_100_readout_0x2a_is_58c() -> None:
+    """SDM 15.8.5: temperature = TjMax (MSR_TEMPERATURE_TARGET[23:16]) - readout (THERM_STATUS[22:16])."""
+    tjmax = metrics.tjmax(0x00640000)
+    assert tjmax == 100
+    status = 1 << 31 | 0x2A << 16  # Reading Valid, readout 42 below TjMax
+    assert metrics.temperature_c(tjmax, status) == 58
+    assert metrics.temperature_c(tjmax, 0x2A << 16) is None  # Reading Valid clear
+    assert metrics.temperature_c(tjmax, 0x2A << 16, valid_bit=False) == 58  # the package register has no such bit
+
+
+def test_base_frequency_intel_platform_info() -> None:
+    assert metrics.intel_base_mhz(0x0000_0000_0000_1800) == 2400.0  # max non-turbo ratio 24
+    assert metrics.intel_base_mhz(0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("pstate_def", "mhz"),
+    [
+        (1 << 63 | 0x48 << 14 | 0x08 << 8 | 0x88, 3400.0),  # FID 136 / DID 8 * 200
+        (1 << 63 | 0x0A << 8 | 0x7C, 2480.0),  # FID 124 / DID 10 * 200
+        (0x08 << 8 | 0x88, None),  # PstateEn clear
+        (1 << 63 | 0x88, None),  # divisor 0
+    ],
+)
+def test_base_frequency_amd_p0(pstate_def: int, mhz: float | None) -> None:
+    """PPR 17h/19h MSRC001_0064: CoreCOF = CpuFid[7:0] / CpuDfsId[13:8] * 200 MHz."""
+    assert metrics.amd_pstate_mhz(pstate_def) == mhz
+
+
+def test_thermal_throttle_and_log_bits() -> None:
+    status = 1 << 31 | 0x30 << 16 | 1 << 0 | 1 << 1 | 1 << 10 | 1 << 11 | 1 << 3
+    assert metrics.throttle(status) == ("thermal", "power_limit")
+    assert metrics.throttle_log(status) == ("thermal", "prochot", "power_limit")
+    assert metrics.throttle(1 << 12 | 1 << 14) == ("current_limit", "cross_domain")
+    assert metrics.throttle(1 << 12, package=True) == ()  # the package register has no current-limit bit
+    assert metrics.throttle(1 << 31 | 0x30 << 16) == ()
+
+
+def test_perf_limit_reasons() -> None:
+    value = 1 << 1 | 1 << 10 | 1 << 11 | 1 << 26 | 1 << 27 | 1 << 16
+    assert metrics.limit_reasons(value) == ("thermal", "pl1", "pl2")
+    assert metrics.limit_log(value) == ("prochot", "pl1", "pl2")
