@@ -161,12 +161,15 @@ print(json.dumps(out))
 """
 
 
-def run_many(calls: list[list[str]]) -> list[tuple[int, str, str]]:
-    """Several `msrctl` calls as root in one interpreter (start-up under TCG costs seconds):
-    (exit code, stdout, stderr) of each."""
+def run_many(
+    calls: list[list[str]], python: str = sys.executable, prefix: tuple[str, ...] = ()
+) -> list[tuple[int, str, str]]:
+    """Several `msrctl` calls in one interpreter (start-up under TCG costs seconds), as root
+    or under prefix (e.g. MEMBER): (exit code, stdout, stderr) of each."""
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
     env.pop("MSRCTL_DEVICE", None)
-    res = subprocess.run([sys.executable, "-c", _MANY, json.dumps(calls)], capture_output=True, text=True, env=env)
+    env.pop("MSRCTL_BACKEND", None)
+    res = subprocess.run([*prefix, python, "-c", _MANY, json.dumps(calls)], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr
     return [(code, out, err) for code, out, err in json.loads(res.stdout)]
 

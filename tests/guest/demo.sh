@@ -41,3 +41,7 @@ rdtsc cpus all
 OPS
 echo "\$ msrctl status"
 msrctl status || true
+echo "\$ msrctl decode -a IA32_APIC_BASE"
+msrctl decode -a IA32_APIC_BASE
+echo "\$ msrctl record -i 100ms -n 3   (QEMU emulates none of the power/thermal MSRs: absent, with reasons)"
+msrctl record -i 100ms -n 3 || true

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import conftest
 import pytest
 from conftest import MEMBER, Batch, load_module, module_loaded, online_cpus, set_cpu_online, unload_module, wait_for
 
@@ -77,27 +78,12 @@ def run(python: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([python, "-m", "msrctl", *args], capture_output=True, text=True, env=_env(), check=False)
 
 
-DRIVER = """
-import contextlib, io, json, sys
-from msrctl.cli import main
-out = []
-for args in json.loads(sys.argv[1]):
-    o, e = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
-        code = main(args)
-    out.append([code, o.getvalue(), e.getvalue()])
-print(json.dumps(out))
-"""
-
-
 def run_many(
     python: str, calls: list[list[str]], prefix: tuple[str, ...] = ()
 ) -> list[subprocess.CompletedProcess[str]]:
     """Several CLI calls in one process (start-up under TCG costs seconds each): the caveat comes with the first."""
-    res = subprocess.run(
-        [*prefix, python, "-c", DRIVER, json.dumps(calls)], capture_output=True, text=True, env=_env(), check=True
-    )
-    return [subprocess.CompletedProcess(c, code, o, err) for c, (code, o, err) in zip(calls, json.loads(res.stdout))]
+    got = conftest.run_many(calls, python, prefix)
+    return [subprocess.CompletedProcess(c, code, o, err) for c, (code, o, err) in zip(calls, got)]
 
 
 def stock_ok(res: subprocess.CompletedProcess[str]) -> str:
@@ -333,3 +319,21 @@ def test_forcing_msrdrv_while_it_is_unloaded_exits_5(python: str) -> None:
     ]
     assert allow.returncode == 5
     assert errors_of(allow, caveat=False)[0].startswith("the allowlist needs msrdrv: ")
+
+
+# --- decode, power, record on the stock driver ----------------------------------------
+
+
+def test_decode_power_and_record_run_on_the_stock_driver(python: str, tmp_path: Path) -> None:
+    out = tmp_path / "rec.csv"
+    dec, power, rec = run_many(
+        python,
+        [["decode", "-a", "IA32_APIC_BASE"], ["power", "show"], ["record", "-i", "50ms", "-n", "2", "-o", str(out)]],
+    )
+    assert stock_ok(dec).splitlines()[0] == "IA32_APIC_BASE (0x1b) on CPU 0 = 0xfee00900"
+    assert "  BSP       8  1        this CPU is the bootstrap processor: yes" in dec.stdout
+    # QEMU has no RAPL: absent, exit 4, on this driver as on msrdrv
+    assert power.returncode == 4 and "RAPL absent" in power.stdout and " W" not in power.stdout
+    assert rec.returncode == 0, rec.stderr
+    rows = out.read_text().splitlines()
+    assert rows[0].startswith("time_s,") and len(rows) > 2
