@@ -174,6 +174,14 @@ def run_many(
     return [(code, out, err) for code, out, err in json.loads(res.stdout)]
 
 
+def cli_calls(
+    python: str, calls: list[list[str]], prefix: tuple[str, ...] = ()
+) -> list[subprocess.CompletedProcess[str]]:
+    """run_many's results as CompletedProcess objects (args, returncode, stdout, stderr)."""
+    got = run_many(calls, python, prefix)
+    return [subprocess.CompletedProcess(c, code, o, err) for c, (code, o, err) in zip(calls, got)]
+
+
 def member_py(code: str, *args: str) -> str:
     """Run Python code as msruser; its stdout (fails the test on a non-zero exit)."""
     r = as_member(sys.executable, "-c", code, *args)

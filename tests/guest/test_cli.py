@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Device
+from conftest import cli_calls as run_many
 
 from msrctl import allowlist
 from msrctl.allowlist import Entry
@@ -57,27 +58,6 @@ def run(
     return subprocess.run(
         [*prefix, python, "-m", "msrctl", *args], input=stdin, capture_output=True, text=True, env=e, check=False
     )
-
-
-DRIVER = """
-import contextlib, io, json, sys
-from msrctl.cli import main
-out = []
-for args in json.loads(sys.argv[1]):
-    o, e = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
-        code = main(args)
-    out.append([code, o.getvalue(), e.getvalue()])
-print(json.dumps(out))
-"""
-
-
-def run_many(python: str, calls: list[list[str]]) -> list[subprocess.CompletedProcess[str]]:
-    """Several CLI calls in one interpreter: start-up under TCG costs seconds each."""
-    e = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
-    e.pop("MSRCTL_DEVICE", None)
-    res = subprocess.run([python, "-c", DRIVER, json.dumps(calls)], capture_output=True, text=True, env=e, check=True)
-    return [subprocess.CompletedProcess(c, code, o, err) for c, (code, o, err) in zip(calls, json.loads(res.stdout))]
 
 
 def error_line(res: subprocess.CompletedProcess[str]) -> str:

@@ -17,9 +17,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import conftest
 import pytest
 from conftest import MEMBER, Batch, load_module, module_loaded, online_cpus, set_cpu_online, unload_module, wait_for
+from conftest import cli_calls as run_many
 
 from msrctl import backend
 from msrctl.device import CPU_SELF, DeviceError
@@ -76,14 +76,6 @@ def _env() -> dict[str, str]:
 
 def run(python: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([python, "-m", "msrctl", *args], capture_output=True, text=True, env=_env(), check=False)
-
-
-def run_many(
-    python: str, calls: list[list[str]], prefix: tuple[str, ...] = ()
-) -> list[subprocess.CompletedProcess[str]]:
-    """Several CLI calls in one process (start-up under TCG costs seconds each): the caveat comes with the first."""
-    got = conftest.run_many(calls, python, prefix)
-    return [subprocess.CompletedProcess(c, code, o, err) for c, (code, o, err) in zip(calls, got)]
 
 
 def stock_ok(res: subprocess.CompletedProcess[str]) -> str:
