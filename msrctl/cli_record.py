@@ -78,8 +78,10 @@ def _cpus(text: Optional[str]) -> "list[int]":
     return chosen
 
 
-def _check_size(dev: Any, nops: int, per_cpu: int) -> None:
-    info = dev.info() if hasattr(dev, "info") else None
+def _check_size(dev: Any, nops: int, per_cpu: int, note: Any = _note) -> None:
+    from .telemetry.probe import device_info
+
+    info = device_info(dev)
     if info is None:
         return
     if nops > info.max_ops:
@@ -91,7 +93,7 @@ def _check_size(dev: Any, nops: int, per_cpu: int) -> None:
             errors.USAGE,
         )
     if per_cpu > info.section_ops:
-        _note(
+        note(
             f"a CPU runs {per_cpu} ops per sample, over section_ops={info.section_ops}: "
             "its registers are not read in one interrupts-off section"
         )

@@ -17,6 +17,7 @@ one msrdrv batch per sample for every CPU.
 Modules, bottom up: msrs (the registers), topology, cpu, catalog (the metrics
 and what each needs), metrics (the pure unit math), plan (the batch and raw
 snapshots), probe (what this machine has), derive (raw -> metrics), sampler
-(drift-free timing), totals and formats (for `msrctl record`).  Nothing here
-imports the CLI; the device (cffi) loads only when a batch is built.
+(drift-free timing), totals and formats (for `msrctl record`), table (for
+`msrctl top`).  Nothing here imports the CLI; the device (cffi) loads only
+when a batch is built.
 """

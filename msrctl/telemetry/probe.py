@@ -243,6 +243,14 @@ def sysfs_base(cpu: int) -> tuple[float, str] | None:
     return None
 
 
+def device_info(dev: Any) -> Any:
+    """msrdrv's INFO (limits, the allowlist's size), or None from a backend without it:
+    the kernel's msr driver (whose info() always raises) or a bare submitter."""
+    if getattr(dev, "backend", "msrdrv") != "msrdrv" or not hasattr(dev, "info"):
+        return None
+    return dev.info()
+
+
 def run(dev: Submitter, cpu: CpuInfo, topology: Topology) -> Probe:
     """Probe this machine through dev (one batch), raising the permission error if nothing is readable."""
     from ..device import Batch
@@ -255,8 +263,7 @@ def run(dev: Submitter, cpu: CpuInfo, topology: Topology) -> Probe:
             b.read(msr, c)
         dev.submit(b)
         results = {rd: (b.value(i), b.err(i)) for i, rd in enumerate(reads)}
-    info = dev.info() if hasattr(dev, "info") else None
-    check_allowed(info, results)
+    check_allowed(device_info(dev), results)
     first = topology.cpus[0].cpu
     cpuid = cpuid_base_mhz(first) if cpu.vendor == "intel" else None
     return evaluate(cpu, topology, results, cpuid, sysfs_base(first))
