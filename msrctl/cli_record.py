@@ -63,7 +63,7 @@ class _Waker:
         os.close(self.w)
 
 
-def _cpus(text: Optional[str]) -> "list[int]":
+def sampled_cpus(text: Optional[str]) -> "list[int]":
     from . import diagnose
     from .parse import parse_cpus
     from .system import online_cpus
@@ -78,7 +78,7 @@ def _cpus(text: Optional[str]) -> "list[int]":
     return chosen
 
 
-def _check_size(dev: Any, nops: int, per_cpu: int, note: Any = _note) -> None:
+def check_size(dev: Any, nops: int, per_cpu: int, note: Any = _note) -> None:
     from .telemetry.probe import device_info
 
     info = device_info(dev)
@@ -125,12 +125,12 @@ def record(
         raise UsageError(f"unknown format '{fmt}'", "it is csv or jsonl", "e.g. --format jsonl")
     if count is not None and command:
         raise UsageError("-n and COMMAND conflict", "sampling stops after N samples or when COMMAND exits", "give one")
-    chosen = _cpus(cpus)
+    chosen = sampled_cpus(cpus)
     with open_device(ctx) as dev:
         topo = topology.read(chosen)
         found = probe.run(dev, cpu_mod.read(), topo)
         plan = Plan(topo, found.sampled, found.context)
-        _check_size(dev, len(plan), plan.per_cpu())
+        check_size(dev, len(plan), plan.per_cpu())
         for line in formats.start_lines(plan, found.absent(), interval_ns):
             _note(line)
         note = formats.wrap_note(plan, interval_ns)

@@ -34,20 +34,20 @@ def top(
     table.  When stdout is not a terminal, prints a frame per interval instead (like
     `top -b`) until -n frames, Ctrl-C or SIGTERM."""
     from . import terminal
-    from .cli_record import _check_size, _cpus, open_device
+    from .cli_record import check_size, open_device, sampled_cpus
     from .telemetry import cpu as cpu_mod
     from .telemetry import probe, table, topology
     from .telemetry.interval import parse_interval
     from .telemetry.plan import Plan, Reader
 
     interval_ns = parse_interval(interval)
-    chosen = _cpus(cpus)
+    chosen = sampled_cpus(cpus)
     info = cpu_mod.read()
     with open_device(ctx) as dev:
         topo = topology.read(chosen)
         found = probe.run(dev, info, topo)  # the permission error comes here, before the screen is taken
         plan = Plan(topo, found.sampled, found.context)
-        _check_size(dev, len(plan), plan.per_cpu(), _note)
+        check_size(dev, len(plan), plan.per_cpu(), _note)
         interactive = sys.stdout.isatty()
         view: Any = terminal.Screen() if interactive else terminal.Frames(sys.stdout)
         keys = "q or Ctrl-C quits" if interactive and view.keys else "Ctrl-C quits" if interactive else ""
