@@ -67,7 +67,7 @@ def main() -> int:
     ap.add_argument("--kernel-image", metavar="PATH", help="boot this bzImage or kernel build tree")
     ap.add_argument("--gcov", type=Path, metavar="DIR", help="module with coverage; the guest saves it in DIR")
     ap.add_argument("--debug-dmesg", action="store_true", help="flag sanitizer and lockdep reports too")
-    ap.add_argument("--timeout", type=int, default=1800, help="limit for the whole guest run (s)")
+    ap.add_argument("--timeout", type=int, default=3600, help="limit for the whole guest run (s)")
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     if args.kdir:
