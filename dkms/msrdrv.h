@@ -188,8 +188,10 @@ struct msrdrv_allowlist {
  * unread records or an unread OFFLINE, ONLINE or REVOKED record; the reader
  * hands records back with MSRDRV_IOC_SAMPLER_CONSUME on the sampler's fd.
  * A full ring drops (and counts) new records; unread ones are never
- * overwritten.  Closing the sampler's last fd and mapping stops and frees
- * it; the module cannot be unloaded while one exists.
+ * overwritten.  MSRDRV_IOC_SAMPLER_STOP on the sampler's fd stops every
+ * ring for good (the records stay readable); closing its last fd and
+ * mapping stops and frees it.  The module cannot be unloaded while a
+ * sampler's fd or mapping exists.
  *
  * Errors (nothing started): EBADF the device file not opened for reading;
  * EFAULT; EPROTO abi_version; EINVAL flags, reserved or an op's flags,
@@ -254,6 +256,7 @@ struct msrdrv_sampler_header {
 /* msrdrv_ring_header.state */
 #define MSRDRV_RING_OFFLINE	0	/* the CPU is offline: no records */
 #define MSRDRV_RING_RUNNING	1
+#define MSRDRV_RING_STOPPED	2	/* MSRDRV_IOC_SAMPLER_STOP */
 
 /* One per sampled CPU, read-only to user space like everything mapped. */
 struct msrdrv_ring_header {
@@ -304,6 +307,7 @@ struct msrdrv_sampler_consume {
 	_IOWR(MSRDRV_IOC_MAGIC, 0x04, struct msrdrv_sampler_start)
 #define MSRDRV_IOC_SAMPLER_CONSUME \
 	_IOW(MSRDRV_IOC_MAGIC, 0x05, struct msrdrv_sampler_consume)
+#define MSRDRV_IOC_SAMPLER_STOP		_IO(MSRDRV_IOC_MAGIC, 0x06)
 
 /*
  * The seed driver's interface, kept for existing programs: an array of at

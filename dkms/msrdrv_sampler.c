@@ -129,12 +129,12 @@ struct msrdrv_sampler {
 	size_t size;
 	u32 nops, nrecords, record_size, watermark, nrings;
 	bool rawio;
-	bool cpuhp_added;
+	bool cpuhp_added;	/* timers run: stop() or release() ends them */
 	bool closing;
 	int armed;		/* a poller waits: wake it at the watermark */
 	wait_queue_head_t wq;
 	struct irq_work wake;	/* wakes wq from hard irq, RT-safe */
-	struct mutex lock;	/* serializes CONSUME */
+	struct mutex lock;	/* serializes CONSUME and STOP */
 	struct msrdrv_ring rings[];	/* ascending CPU */
 };
 
@@ -354,6 +354,25 @@ static void msrdrv_sampler_revoke(struct msrdrv_policy_watch *w, u64 denied)
 
 /* --- the sampler's file ------------------------------------------------- */
 
+/*
+ * Stop every ring for good, each timer on its own CPU; no record is made.
+ * Under s->lock, or from release() when no ioctl can run.
+ */
+static void msrdrv_sampler_stop(struct msrdrv_sampler *s)
+{
+	u32 i;
+
+	if (!s->cpuhp_added)
+		return;
+	WRITE_ONCE(s->closing, true);
+	cpuhp_state_remove_instance(msrdrv_cpuhp, &s->cpuhp);
+	s->cpuhp_added = false;
+	for (i = 0; i < s->nrings; i++)
+		WRITE_ONCE(s->rings[i].hdr->state, MSRDRV_RING_STOPPED);
+	/* A reader waiting in poll() learns that nothing more comes. */
+	wake_up_interruptible_poll(&s->wq, EPOLLHUP);
+}
+
 static void msrdrv_sampler_free(struct msrdrv_sampler *s)
 {
 	vfree(s->buf);
@@ -369,10 +388,7 @@ static int msrdrv_sampler_release(struct inode *inode, struct file *file)
 {
 	struct msrdrv_sampler *s = file->private_data;
 
-	WRITE_ONCE(s->closing, true);
-	/* Stops every ring's timer, on its own CPU. */
-	if (s->cpuhp_added)
-		cpuhp_state_remove_instance(msrdrv_cpuhp, &s->cpuhp);
+	msrdrv_sampler_stop(s);
 	msrdrv_policy_watch_del(&s->watch);
 	irq_work_sync(&s->wake);
 	msrdrv_sampler_free(s);
@@ -382,21 +398,24 @@ static int msrdrv_sampler_release(struct inode *inode, struct file *file)
 static __poll_t msrdrv_sampler_poll(struct file *file, poll_table *pt)
 {
 	struct msrdrv_sampler *s = file->private_data;
+	__poll_t mask = 0;
 	u32 i;
 
 	poll_wait(file, &s->wq, pt);
 	WRITE_ONCE(s->armed, 1);
 	/* armed before head; pairs with the barrier in commit. */
 	smp_mb();
+	if (READ_ONCE(s->closing))
+		mask |= EPOLLHUP;
 	for (i = 0; i < s->nrings; i++) {
 		const struct msrdrv_ring *r = &s->rings[i];
 		u64 tail = READ_ONCE(r->hdr->tail);
 
 		if (READ_ONCE(r->hdr->head) - tail >= s->watermark ||
 		    READ_ONCE(r->event_head) > tail)
-			return EPOLLIN | EPOLLRDNORM;
+			return mask | EPOLLIN | EPOLLRDNORM;
 	}
-	return 0;
+	return mask;
 }
 
 /*
@@ -473,10 +492,19 @@ out:
 static long msrdrv_sampler_ioctl(struct file *file, unsigned int cmd,
 				 unsigned long arg)
 {
-	if (cmd == MSRDRV_IOC_SAMPLER_CONSUME)
-		return msrdrv_sampler_consume(file->private_data,
-					      (void __user *)arg);
-	return -ENOTTY;
+	struct msrdrv_sampler *s = file->private_data;
+
+	switch (cmd) {
+	case MSRDRV_IOC_SAMPLER_CONSUME:
+		return msrdrv_sampler_consume(s, (void __user *)arg);
+	case MSRDRV_IOC_SAMPLER_STOP:
+		mutex_lock(&s->lock);
+		msrdrv_sampler_stop(s);
+		mutex_unlock(&s->lock);
+		return 0;
+	default:
+		return -ENOTTY;
+	}
 }
 
 static const struct file_operations msrdrv_sampler_fops = {

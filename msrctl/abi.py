@@ -51,6 +51,7 @@ SAMPLER_CPUS_SIZE_MAX = 1024
 SAMPLER_PERIOD_MAX_NS = 60_000_000_000
 RING_OFFLINE = 0
 RING_RUNNING = 1
+RING_STOPPED = 2
 REC_SAMPLE = 0
 REC_OFFLINE = 1
 REC_ONLINE = 2
@@ -72,6 +73,7 @@ IOC_SET_ALLOWLIST = _ioc(_IOC_WRITE, IOC_MAGIC, 0x02, ffi.sizeof("struct msrdrv_
 IOC_GET_ALLOWLIST = _ioc(_IOC_READ | _IOC_WRITE, IOC_MAGIC, 0x03, ffi.sizeof("struct msrdrv_allowlist"))
 IOC_SAMPLER_START = _ioc(_IOC_READ | _IOC_WRITE, IOC_MAGIC, 0x04, ffi.sizeof("struct msrdrv_sampler_start"))
 IOC_SAMPLER_CONSUME = _ioc(_IOC_WRITE, IOC_MAGIC, 0x05, ffi.sizeof("struct msrdrv_sampler_consume"))
+IOC_SAMPLER_STOP = _ioc(_IOC_NONE, IOC_MAGIC, 0x06, 0)
 IOCTL_MSR_CMDS = _ioc(_IOC_NONE, 223, 1, 0)
 
 

@@ -150,6 +150,7 @@ class Sampler:
         self.op_names = [str(op) for op in ops]
         self.cpus = cpu_list
         self.fd = -1
+        self.stopped = False
         self._own_dev = device is None
         self._dev = Device(write=False) if device is None else device
         self._mm: mmap.mmap | None = None
@@ -238,9 +239,22 @@ class Sampler:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a ring holds `watermark` unread records or an unread event (offline,
-        online, revoked), or timeout seconds pass; returns whether one does."""
+        online, revoked), or timeout seconds pass, or the sampler is stopped; returns
+        whether records are ready."""
         ms = -1 if timeout is None else max(0, int(timeout * 1000))
-        return bool(self._poll.poll(ms))
+        events = self._poll.poll(ms)
+        mask = events[0][1] if events else 0
+        if mask & select.POLLHUP:
+            self.stopped = True
+        return bool(mask & select.POLLIN)
+
+    def stop(self) -> None:
+        """Stop every ring now (MSRDRV_IOC_SAMPLER_STOP); the records stay readable."""
+        if self.fd >= 0 and not self.stopped:
+            err = abi.ioctl(self.fd, abi.IOC_SAMPLER_STOP, ffi.NULL)
+            if err < 0:
+                raise DeviceError(f"stopping the kernel sampler failed: {os.strerror(-err)}", -err)
+            self.stopped = True
 
     def consume(self) -> None:
         """Hand back every record the last read returned (read() does this itself first)."""
@@ -293,17 +307,23 @@ class Sampler:
         return out
 
     def __iter__(self) -> Iterator[dict[int, Any]]:
-        """read() forever: one dict per wake (never empty)."""
+        """read() until the sampler is stopped or closed: one dict per wake (never empty)."""
         while self.fd >= 0:
+            stopped = self.stopped  # before the read: records made up to the stop still come
             chunk = self.read()
             if chunk:
                 yield chunk
+            elif stopped:
+                return
 
     # --- life -------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop sampling and free the rings (idempotent).  The kernel frees them once the
-        fd is closed and no array from read() still views the mapping."""
+        """Stop sampling and free the rings (idempotent).  Sampling stops at once; the
+        kernel frees the rings once no array from read() still views them."""
+        if self.fd >= 0 and not self.stopped:
+            abi.ioctl(self.fd, abi.IOC_SAMPLER_STOP, ffi.NULL)  # nothing to do about a failure here
+            self.stopped = True
         if self._words is not None:
             self._words.release()
             self._words = None

@@ -170,22 +170,24 @@ def test_records_without_numpy_match(dev: Device) -> None:
 
 
 def test_achieved_period_on_average(dev: Device, cpus: list[int]) -> None:
-    """The mean interval between records, from their TSCs, against the period asked.
+    """The period achieved, from the records' TSCs, against the period asked.
 
-    Tolerance, honest for TCG on a loaded 2-core host: the mean within 10% of
-    the period over about 2 s, and at most one period in 10 missed.  A timer
-    interrupt is taken late by up to tens of ms when the host deschedules the
-    vCPU thread; hrtimers keep an absolute grid (epoch + k * period), so a
-    late tick does not shift the later ones, but a tick later than a whole
-    period skips that period (counted in missed) and stretches the mean.  The
-    spread of single intervals is reported here, and measured in
-    bench/sampler.py, not judged."""
-    import numpy  # noqa: F401
+    Tolerance, honest for TCG on a loaded 2-core host: the median interval
+    within 5% of the period, and the grid kept: the time from the first to
+    the last record within 10% of (records - 1 + missed) periods.  A timer
+    interrupt is taken late by up to tens of ms when the host deschedules a
+    vCPU thread (run 2 of this test saw 198 ms); hrtimers keep an absolute
+    grid (epoch + k * period), so a late tick does not shift the later ones,
+    and a tick later than a whole period skips it, counted in `missed`.  So
+    the mean interval is not judged (it measures the host's load: 5.17 and
+    6.23 ms for 5 ms in two runs); it is reported with the spread in
+    results/sampler-period.txt, and measured in bench/sampler.py."""
+    import numpy
 
-    period = 5_000_000
-    with Sampler([RDTSC], cpus=cpus, period_ns=period, records=4096, watermark=64) as s:
+    period = 10_000_000
+    with Sampler([RDTSC], cpus=cpus, period_ns=period, records=4096, watermark=16) as s:
         t0 = time.monotonic()
-        got = records_until(s, 400)
+        got = records_until(s, 200)
         wall = time.monotonic() - t0
         st = s.status()
         khz = s.tsc_khz
@@ -193,33 +195,53 @@ def test_achieved_period_on_average(dev: Device, cpus: list[int]) -> None:
     for cpu, recs in got.items():
         tsc = recs["tsc"].astype(float)
         intervals_ns = (tsc[1:] - tsc[:-1]) * 1e6 / khz
-        mean = intervals_ns.mean()
+        median, mean = float(numpy.median(intervals_ns)), float(intervals_ns.mean())
         missed = st[cpus.index(cpu)].missed
-        lines.append(f"cpu {cpu}: {len(recs)} records in {wall:.2f} s, mean interval {mean / 1e6:.4f} ms "
-                     f"(asked {period / 1e6} ms), min {intervals_ns.min() / 1e6:.3f}, "
-                     f"max {intervals_ns.max() / 1e6:.3f}, missed {missed}")  # fmt: skip
-        assert abs(mean - period) <= 0.10 * period, lines[-1]
-        assert missed * 10 <= len(recs), lines[-1]
+        span_ns = (tsc[-1] - tsc[0]) * 1e6 / khz
+        grid = (len(recs) - 1 + missed) * period
+        lines.append(f"cpu {cpu}: {len(recs)} records in {wall:.2f} s, asked {period / 1e6:g} ms: median interval "
+                     f"{median / 1e6:.4f} ms, mean {mean / 1e6:.4f}, min {intervals_ns.min() / 1e6:.3f}, "
+                     f"max {intervals_ns.max() / 1e6:.3f}, missed {missed}, span {span_ns / 1e6:.1f} ms "
+                     f"against {grid / 1e6:.1f} ms of grid")  # fmt: skip
+        assert abs(median - period) <= 0.05 * period, lines[-1]
+        assert abs(span_ns - grid) <= 0.10 * span_ns, lines[-1]
     (results_dir() / "sampler-period.txt").write_text("\n".join(lines) + "\n")
 
 
 def test_full_ring_drops_and_counts_exactly(dev: Device) -> None:
-    """A reader that stops: the ring keeps its first 16 records, later ones are
+    """A reader that stops: the ring keeps its first 64 records, later ones are
     dropped and counted; after a hand-back the next record's seq is exactly
-    16 + dropped."""
-    with Sampler([RDTSC], cpus=[1], period_ns=2_000_000, records=16, watermark=16) as s:
-        wait_for(lambda: s.status()[0].dropped >= 20, "the ring to overflow")
+    64 + dropped, and nothing more is dropped while there is room."""
+    import numpy  # noqa: F401
+
+    with Sampler([RDTSC], cpus=[1], period_ns=5_000_000, records=64, watermark=8) as s:
+        wait_for(lambda: s.status()[0].dropped >= 10, "the ring to overflow")
         assert s.wait(0), "a full ring is readable"
         st = s.status()[0]
-        assert st.head == 16 and st.tail == 0
-        first = s.read(timeout=0)[1]
-        assert first["seq"].tolist() == list(range(16))
+        assert st.head == 64 and st.tail == 0
+        assert s.read(timeout=0)[1]["seq"].tolist() == list(range(64))
         s.consume()
-        dropped = s.status()[0].dropped  # no drop from here: there is room
-        nxt = s.read(timeout=None)[1]
-        assert int(nxt["seq"][0]) == 16 + dropped
+        dropped = s.status()[0].dropped  # no drop from here: 64 slots free, read at 8
+        nxt = s.read(timeout=None)[1].copy()
+        assert int(nxt["seq"][0]) == 64 + dropped
         assert s.status()[0].dropped == dropped
-        assert nxt["seq"].tolist() == list(range(16 + dropped, 16 + dropped + len(nxt)))
+        assert nxt["seq"].tolist() == list(range(64 + dropped, 64 + dropped + len(nxt)))
+
+
+def test_stop_ends_sampling_and_keeps_the_records(dev: Device) -> None:
+    with Sampler([APIC_BASE], cpus=[0, 1], period_ns=2_000_000, records=1024, watermark=1000) as s:
+        time.sleep(0.2)
+        s.stop()
+        heads = [r.head for r in s.status()]
+        assert all(r.state == abi.RING_STOPPED for r in s.status()) and min(heads) > 0
+        p = select.poll()
+        p.register(s.fileno(), select.POLLIN)
+        assert p.poll(0)[0][1] & select.POLLHUP, "a stopped sampler hangs up"
+        time.sleep(0.1)
+        assert [r.head for r in s.status()] == heads, "no record after STOP"
+        chunks = [{c: len(a) for c, a in chunk.items()} for chunk in s]  # ends: stopped
+        assert chunks == [{0: heads[0], 1: heads[1]}], "below the watermark, still delivered"
+        assert abi.ioctl(s.fd, abi.IOC_SAMPLER_STOP, ffi.NULL) == 0, "STOP again: nothing to do"
 
 
 def test_poll_and_epoll_wake_at_the_watermark(dev: Device) -> None:
@@ -281,7 +303,17 @@ def test_offline_cpu_at_start_starts_when_it_comes_online(dev: Device, cpu1_back
 # --- lifetime -------------------------------------------------------------------
 
 
+def forget_failures() -> None:
+    """Drop what an earlier failed test keeps alive (pytest keeps the last traceback
+    for post-mortem): an array viewing a ring keeps its sampler and so the module."""
+    import gc
+
+    sys.last_type = sys.last_value = sys.last_traceback = None  # type: ignore[assignment]
+    gc.collect()
+
+
 def test_module_unload_refused_while_sampling_then_works(loaded: None) -> None:
+    forget_failures()
     base = refcnt()
     d = Device()
     s = Sampler([RDTSC], cpus=online_cpus(), period_ns=2_000_000, records=64, device=d)
@@ -303,6 +335,7 @@ def test_closing_stops_and_frees(loaded: None) -> None:
         return next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                     if line.startswith("VmallocUsed:"))  # fmt: skip
 
+    forget_failures()
     before = vmalloc_kib()
     ncpus = len(online_cpus())
     s = Sampler([RDTSC], cpus=online_cpus(), period_ns=2_000_000, records=65536, watermark=1)
@@ -532,7 +565,7 @@ def test_consume_moves_only_within_tail_and_head(dev: Device) -> None:
         assert s.wait(20)
         time.sleep(0.1)
         h = [r.head for r in s.status()]
-        assert errname(consume(s.fd, [h[0] + 1, 0])) == "EINVAL", "beyond head"
+        assert errname(consume(s.fd, [h[0] + 100_000, 0])) == "EINVAL", "beyond head"
         assert errname(consume(s.fd, [1, 0], nrings=1)) == "EINVAL"
         assert errname(consume(s.fd, [1, 0], nrings=3)) == "EINVAL"
         assert errname(consume(s.fd, [1, 0], abi_version=0)) == "EPROTO"
