@@ -671,7 +671,9 @@ def test_revoking_a_sampled_msr_stops_its_sampling_when_set_returns(policy: Devi
     """A member samples TSC and APIC_BASE on both CPUs; root reloads the list
     without APIC_BASE.  Once SET returned, no CPU reads APIC_BASE again (the
     msr tracepoint), each ring carries a REVOKED record naming op 1, and every
-    later record has op 1's error bit set and value 0; TSC goes on."""
+    later record has op 1's error bit set and value 0; TSC (op 0) is still
+    read (the tracepoint again: QEMU's TCG reads MSR 0x10 as 0, so its value
+    proves nothing)."""
     allowlist.load(policy.fd, [Entry(TSC, 0), Entry(APIC_BASE, 0)])
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
     member = subprocess.Popen([*MEMBER, sys.executable, "-c", REVOKEE], stdin=subprocess.PIPE,
@@ -682,7 +684,7 @@ def test_revoking_a_sampled_msr_stops_its_sampling_when_set_returns(policy: Devi
         time.sleep(0.3)
         allowlist.load(policy.fd, [Entry(TSC, 0), Entry(APIC_BASE, 0)])  # the same grants: nothing revoked
         time.sleep(0.1)
-        with MsrTrace([APIC_BASE]) as tr:
+        with MsrTrace([APIC_BASE, TSC]) as tr:
             allowlist.load(policy.fd, [Entry(TSC, 0)])
             tr.mark("set returned")
             time.sleep(0.5)
@@ -693,7 +695,8 @@ def test_revoking_a_sampled_msr_stops_its_sampling_when_set_returns(policy: Devi
     finally:
         member.kill()
     mark = events.index(("MARK:set returned", 0, 0))
-    assert [e for e in events[mark:] if e[0] == "read_msr"] == []
+    assert [e for e in events[mark:] if e[0] == "read_msr" and e[1] == APIC_BASE] == []
+    assert len([e for e in events[mark:] if e[0] == "read_msr" and e[1] == TSC]) >= 2 * 100  # 2 CPUs, 0.5 s
     got = json.loads(out)
     assert got["revoked"] == 0b10 and got["rings"] == [0b10, 0b10]
     for cpu in (0, 1):
@@ -706,7 +709,7 @@ def test_revoking_a_sampled_msr_stops_its_sampling_when_set_returns(policy: Devi
         assert before and after, (len(before), len(after))
         apic = 0xFEE00900 if cpu == 0 else 0xFEE00800
         assert [r for r in before if r[3] != 0 or r[4][1] != apic] == []
-        assert [r for r in after if r[3] != 0b10 or r[4][1] != 0 or r[4][0] == 0] == []
+        assert [r for r in after if r[3] != 0b10 or r[4][1] != 0] == []
         assert [r[1] for r in recs] == list(range(recs[0][1], recs[0][1] + len(recs)))
 
 
