@@ -81,6 +81,8 @@ def block_figures(runs: list[dict[str, Any]]) -> dict[str, float]:
         out[f"{m}_reader_pct"] = 100 * jit["reader_cpu_s"] / jit["wall_s"]
         cost = next(r for r in runs if r["kind"] == "cost" and r["mode"] == m)
         out[f"{m}_lost_ns"] = lost_per_sample_ns(cost, idle)
+        out[f"{m}_busy_p50_ns"] = cost["err_p50_ns"]
+        out[f"{m}_busy_p99_ns"] = cost["err_p99_ns"]
     return out
 
 
@@ -145,6 +147,8 @@ def render(data: dict[str, Any]) -> str:
         ("most samples a sampled CPU got per second, any rate asked, zero drops", "delivered_hz", per_s, True),
         (f"interval error p50 at {khz:g} kHz (|TSC step - period|)", "p50_ns", fmt_ns, False),
         (f"interval error p99 at {khz:g} kHz", "p99_ns", fmt_ns, False),
+        (f"interval error p50 at {khz:g} kHz, the sampled CPUs busy (spinners)", "busy_p50_ns", fmt_ns, False),
+        (f"interval error p99 at {khz:g} kHz, the sampled CPUs busy", "busy_p99_ns", fmt_ns, False),
         (f"time a sampled CPU loses per sample at {khz:g} kHz (its spinner's stolen time)", "lost_ns", fmt_ns,
          False),
         (f"reader CPU time per second at {khz:g} kHz x {ncpus} CPUs (CPU 0)", "reader_pct", pct, False),
