@@ -145,7 +145,7 @@ def render(data: dict[str, Any]) -> str:
         ("highest rate per sampled CPU sustained with zero drops (>= 99% of the samples asked for)",
          "rate_hz", hz, True),
         ("most samples a sampled CPU got per second, any rate asked, zero drops", "delivered_hz", per_s, True),
-        (f"interval error p50 at {khz:g} kHz (|TSC step - period|)", "p50_ns", fmt_ns, False),
+        (f"interval error p50 at {khz:g} kHz (how far each TSC step is from the period)", "p50_ns", fmt_ns, False),
         (f"interval error p99 at {khz:g} kHz", "p99_ns", fmt_ns, False),
         (f"interval error p50 at {khz:g} kHz, the sampled CPUs busy (spinners)", "busy_p50_ns", fmt_ns, False),
         (f"interval error p99 at {khz:g} kHz, the sampled CPUs busy", "busy_p99_ns", fmt_ns, False),
