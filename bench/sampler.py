@@ -123,6 +123,8 @@ def fmt_range(s: dict[str, Any], fmt: Any) -> str:
 def render(data: dict[str, Any]) -> str:
     f, cfg = data["figures"], data["config"]
     ncpus = cfg["vcpus"] - 1
+    # A host busy with other work delays every timer of the guest, whichever method.
+    load = f" (load average {data['host_load'][1]:.1f} over the run)" if data.get("host_load") else ""
     khz = 1e6 / JITTER_NS
 
     def hz(v: float) -> str:
@@ -155,7 +157,7 @@ def render(data: dict[str, Any]) -> str:
     ]  # fmt: skip
     lines = [
         f"Measured {data['date']} in the QEMU TCG guest ({cfg['vcpus']} vCPUs, vCPU threads pinned, kernel "
-        f"{data['kernel']}) on a {data['host_cpus']}-CPU host, {data['blocks']} blocks of one boot: emulated "
+        f"{data['kernel']}) on a {data['host_cpus']}-CPU host{load}, {data['blocks']} blocks of one boot: emulated "
         f"figures, not hardware. CPU 0 reads; CPUs 1-{ncpus} are sampled, each for MPERF, APERF and "
         "APIC_BASE and a timestamp (QEMU reads MPERF and APERF as 0: the values are not the point here). "
         "Each cell: median over the blocks (their range); the last column is how many times better the "
@@ -237,6 +239,7 @@ def main() -> int:
         sys.exit("bench-sampler: guest kernel log has problems:\n" + "\n".join(problems))
     runs = [json.loads(line) for line in (results / "sampler.jsonl").read_text().splitlines() if line.strip()]
     data = {
+        "host_load": os.getloadavg(),  # the 5-minute figure covers the run
         "date": datetime.date.today().isoformat(),
         "kernel": kernel,
         "host_cpus": os.cpu_count(),
