@@ -105,6 +105,7 @@ struct msrdrv_batch {
 #define MSRDRV_FEAT_ALLOWLIST		_BITULL(3)
 #define MSRDRV_FEAT_SNAPSHOT		_BITULL(4)	/* MSRDRV_BATCH_SNAPSHOT */
 #define MSRDRV_FEAT_PROTECTED		_BITULL(5)	/* kernel-address MSRs refused */
+#define MSRDRV_FEAT_SAMPLER		_BITULL(6)	/* MSRDRV_IOC_SAMPLER_START */
 
 /* msrdrv_info.access: what this open file may do. */
 #define MSRDRV_ACCESS_RAWIO		_BITUL(0)	/* opener had CAP_SYS_RAWIO */
@@ -124,7 +125,11 @@ struct msrdrv_info {
 	__u32 allowlist_entries;
 	__u32 section_ops;	/* most ops a CPU runs with interrupts off */
 	char version[MSRDRV_VERSION_LEN];	/* module version, NUL-terminated */
-	__u64 reserved[4];
+	/* The sampler's bounds for this file (lower without CAP_SYS_RAWIO). */
+	__u64 sampler_min_period_ns;
+	__u32 sampler_max_ops;
+	__u32 sampler_max_kib;	/* most memory one sampler's mapping may take */
+	__u64 reserved[2];
 };
 
 /*
@@ -167,6 +172,142 @@ struct msrdrv_allowlist {
 	_IOW(MSRDRV_IOC_MAGIC, 0x02, struct msrdrv_allowlist)
 #define MSRDRV_IOC_GET_ALLOWLIST \
 	_IOWR(MSRDRV_IOC_MAGIC, 0x03, struct msrdrv_allowlist)
+
+/*
+ * Kernel-timed sampling.  SAMPLER_START registers an op set (READ and RDTSC
+ * ops only, cpu MSRDRV_CPU_SELF: "the sampled CPU", flags and mask 0) with
+ * a set of CPUs, a period and a ring size, and returns a new file
+ * descriptor (O_RDONLY, close-on-exec): the sampler.  Each sampled CPU runs
+ * the ops every period_ns from its own hrtimer with interrupts off and
+ * appends one struct msrdrv_record to its own ring.  The sampler's file is
+ * mapped read-only (mmap, MAP_SHARED, offset 0, mmap_size bytes): a
+ * struct msrdrv_sampler_header page, then per sampled CPU, in ascending CPU
+ * order, ring_stride bytes: a struct msrdrv_ring_header page followed by
+ * nrecords records of record_size bytes.  Record seq lives at slot
+ * seq % nrecords.  poll() reports EPOLLIN once a ring holds watermark
+ * unread records or an unread OFFLINE, ONLINE or REVOKED record; the reader
+ * hands records back with MSRDRV_IOC_SAMPLER_CONSUME on the sampler's fd.
+ * A full ring drops (and counts) new records; unread ones are never
+ * overwritten.  MSRDRV_IOC_SAMPLER_STOP on the sampler's fd stops every
+ * ring for good (the records stay readable); closing its last fd and
+ * mapping stops and frees it.  The module cannot be unloaded while a
+ * sampler's fd or mapping exists.
+ *
+ * Errors (nothing started): EBADF the device file not opened for reading;
+ * EFAULT; EPROTO abi_version; EINVAL flags, reserved or an op's flags,
+ * mask or cpu not 0/0/MSRDRV_CPU_SELF, an unknown op code, nrecords not a
+ * power of two (2 or more), watermark not 1..nrecords, an empty CPU set,
+ * cpus_size 0 or above MSRDRV_SAMPLER_CPUS_SIZE_MAX; EOPNOTSUPP a WRITE,
+ * NOP or STOP op; E2BIG nops 0 or above the file's sampler_max_ops;
+ * ERANGE period_ns below the file's sampler_min_period_ns or above
+ * MSRDRV_SAMPLER_PERIOD_MAX_NS; EFBIG mmap_size above sampler_max_kib KiB;
+ * ENXIO a CPU at or above nr_cpu_ids or not possible (an offline CPU is
+ * fine: its ring starts when it comes online); EACCES (no CAP_SYS_RAWIO)
+ * an op the allowlist does not let this file read; EPERM the caller
+ * disabled the TSC (PR_SET_TSC): every record carries it; EBUSY too many
+ * samplers already (module parameters sampler_max, sampler_max_user);
+ * ENOMEM; EMFILE.
+ *
+ * Policy: checked at start, and again whenever the allowlist is replaced:
+ * an op the new list no longer lets the opener read is revoked for good.
+ * When SET_ALLOWLIST returns no CPU reads it any more; each ring then
+ * carries a REVOKED record (errs: the newly revoked ops), its later records
+ * set those ops' errs bits with value 0, and both headers' revoked say so.
+ */
+#define MSRDRV_SAMPLER_MAX_OPS		64	/* errs is a 64-bit mask */
+#define MSRDRV_SAMPLER_CPUS_SIZE_MAX	1024	/* bytes: 8192 CPUs */
+#define MSRDRV_SAMPLER_PERIOD_MAX_NS	60000000000ULL
+
+struct msrdrv_sampler_start {
+	__u32 abi_version;
+	__u32 flags;		/* none yet: 0 */
+	__u32 nops;
+	__u32 nrecords;		/* records per ring: a power of two */
+	__u64 period_ns;
+	__u64 ops;		/* user address of struct msrdrv_op[nops] */
+	__u64 cpus;		/* user address of a CPU bitmap (bit n: CPU n) */
+	__u32 cpus_size;	/* its size in bytes */
+	__u32 watermark;	/* unread records in a ring that wake poll() */
+	__u32 nrings;		/* out: the CPUs in the set */
+	__u32 record_size;	/* out: bytes per record */
+	__u64 ring_stride;	/* out: bytes from one ring header to the next */
+	__u64 mmap_size;	/* out: bytes to map */
+	__u64 reserved[4];	/* must be 0 */
+};
+
+/* Offset 0 of the mapping. */
+struct msrdrv_sampler_header {
+	__u32 abi_version;
+	__u32 nrings;
+	__u32 nops;
+	__u32 record_size;
+	__u32 nrecords;
+	__u32 watermark;
+	__u64 period_ns;
+	__u64 ring_offset;	/* first ring header, from the mapping's start */
+	__u64 ring_stride;
+	__u64 data_offset;	/* first record, from its ring header */
+	__u64 revoked;		/* ops revoked by allowlist changes: bit i, op i */
+	__u32 tsc_khz;		/* the kernel's TSC frequency (0: unknown) */
+	__u32 reserved0;
+	__u64 reserved[7];
+};
+
+/* msrdrv_ring_header.state */
+#define MSRDRV_RING_OFFLINE	0	/* the CPU is offline: no records */
+#define MSRDRV_RING_RUNNING	1
+#define MSRDRV_RING_STOPPED	2	/* MSRDRV_IOC_SAMPLER_STOP */
+
+/* One per sampled CPU, read-only to user space like everything mapped. */
+struct msrdrv_ring_header {
+	__u32 cpu;
+	__u32 state;		/* MSRDRV_RING_* */
+	__u64 head;		/* records written: the next goes to slot head % nrecords */
+	__u64 tail;		/* records handed back by SAMPLER_CONSUME */
+	__u64 dropped;		/* records lost to a full ring */
+	__u64 missed;		/* periods the timer skipped, having fired late */
+	__u64 revoked;		/* the revoked ops this ring reported so far */
+	__u64 reserved[2];
+};
+
+/* msrdrv_record.type */
+#define MSRDRV_REC_SAMPLE	0	/* the ops ran: values[] and errs */
+#define MSRDRV_REC_OFFLINE	1	/* the CPU went offline: sampling stopped */
+#define MSRDRV_REC_ONLINE	2	/* it came back: sampling resumed */
+#define MSRDRV_REC_REVOKED	3	/* errs: ops revoked by the allowlist */
+
+/*
+ * One record: record_size bytes, nops values.  seq counts every record
+ * this ring produced, dropped ones included, so a gap in seq is exactly
+ * the records a full ring dropped there.  tsc is RDTSC when the record was
+ * made.  errs bit i: op i gave no value (its MSR faulted, or it was
+ * revoked); its value is then 0.
+ */
+struct msrdrv_record {
+	__u64 seq;
+	__u64 tsc;
+	__u64 errs;
+	__u32 type;		/* MSRDRV_REC_* */
+	__u32 cpu;
+	__u64 values[];
+};
+
+/*
+ * On the sampler's fd: hand back records up to tails[i] in ring i (in
+ * ring order); each must lie between the ring's tail and head (else
+ * EINVAL, and no ring changes).  nrings must be the sampler's.
+ */
+struct msrdrv_sampler_consume {
+	__u32 abi_version;
+	__u32 nrings;
+	__u64 tails;		/* user address of __u64[nrings] */
+};
+
+#define MSRDRV_IOC_SAMPLER_START \
+	_IOWR(MSRDRV_IOC_MAGIC, 0x04, struct msrdrv_sampler_start)
+#define MSRDRV_IOC_SAMPLER_CONSUME \
+	_IOW(MSRDRV_IOC_MAGIC, 0x05, struct msrdrv_sampler_consume)
+#define MSRDRV_IOC_SAMPLER_STOP		_IO(MSRDRV_IOC_MAGIC, 0x06)
 
 /*
  * The seed driver's interface, kept for existing programs: an array of at

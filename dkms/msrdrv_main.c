@@ -29,19 +29,12 @@
 #include <asm/tsc.h>
 
 #include "msrdrv.h"
+#include "msrdrv_compat.h"
 #include "msrdrv_policy.h"
+#include "msrdrv_sampler.h"
 
 #ifndef MSRDRV_VERSION
 #define MSRDRV_VERSION "unknown"
-#endif
-
-/* 6.16 renamed the 64-bit MSR accessors; Kbuild detects which we have. */
-#ifdef MSRDRV_HAVE_RDMSRQ
-#define msrdrv_rdmsr_safe(msr, p)	rdmsrq_safe(msr, p)
-#define msrdrv_wrmsr_safe(msr, v)	wrmsrq_safe(msr, v)
-#else
-#define msrdrv_rdmsr_safe(msr, p)	rdmsrl_safe(msr, p)
-#define msrdrv_wrmsr_safe(msr, v)	wrmsrl_safe(msr, v)
 #endif
 
 /* The ABI is only useful if both word sizes agree on it. */
@@ -49,6 +42,11 @@ static_assert(sizeof(struct msrdrv_op) == 32);
 static_assert(sizeof(struct msrdrv_batch) == 32);
 static_assert(sizeof(struct msrdrv_info) == 96);
 static_assert(sizeof(struct msrdrv_legacy_cmd) == 16);
+static_assert(sizeof(struct msrdrv_sampler_start) == 104);
+static_assert(sizeof(struct msrdrv_sampler_header) == 128);
+static_assert(sizeof(struct msrdrv_ring_header) == 64);
+static_assert(sizeof(struct msrdrv_record) == 32);
+static_assert(sizeof(struct msrdrv_sampler_consume) == 16);
 
 #define MSRDRV_MAX_OPS_LIMIT	65536U
 #define MSRDRV_SECTION_LIMIT	4096U
@@ -652,6 +650,7 @@ static long msrdrv_ioctl_info(struct file *file,
 
 	info.access = msrdrv_policy_access(file);
 	info.allowlist_entries = msrdrv_policy_entries();
+	msrdrv_sampler_info(file, &info);
 	strscpy(info.version, MSRDRV_VERSION, sizeof(info.version));
 	return copy_to_user(uinfo, &info, sizeof(info)) ? -EFAULT : 0;
 }
@@ -668,6 +667,8 @@ static long msrdrv_ioctl(struct file *file, unsigned int cmd,
 		return msrdrv_ioctl_info(file, uarg);
 	case IOCTL_MSR_CMDS:
 		return msrdrv_ioctl_legacy(file, uarg);
+	case MSRDRV_IOC_SAMPLER_START:
+		return msrdrv_sampler_start(file, uarg);
 	default:
 		return msrdrv_policy_ioctl(file, cmd, uarg);
 	}
@@ -730,20 +731,27 @@ static int __init msrdrv_init(void)
 	err = msrdrv_policy_init();
 	if (err)
 		return err;
+	err = msrdrv_sampler_init();
+	if (err)
+		goto out_policy;
 	err = misc_register(&msrdrv_misc);
-	if (err) {
-		msrdrv_policy_exit();
-		return err;
-	}
+	if (err)
+		goto out_sampler;
 	pr_info("version %s, ABI %d, max_ops %u (%u without CAP_SYS_RAWIO), section_ops %u\n",
 		MSRDRV_VERSION, MSRDRV_ABI_VERSION, max_ops,
 		min(max_ops, max_ops_user), section_ops);
 	return 0;
+out_sampler:
+	msrdrv_sampler_exit();
+out_policy:
+	msrdrv_policy_exit();
+	return err;
 }
 
 static void __exit msrdrv_exit(void)
 {
 	misc_deregister(&msrdrv_misc);
+	msrdrv_sampler_exit();
 	msrdrv_policy_exit();
 }
 

@@ -50,6 +50,8 @@ struct msrdrv_allowlist_k {
 static struct msrdrv_allowlist_k __rcu *allowlist;
 static DEFINE_MUTEX(allowlist_lock);
 static struct srcu_struct msrdrv_srcu;
+/* Samplers, rechecked under allowlist_lock by every SET. */
+static LIST_HEAD(msrdrv_watches);
 
 /*
  * MSRs that hold kernel (or guest-physical) addresses or record kernel
@@ -241,6 +243,48 @@ void msrdrv_policy_rawio_writes(u32 msr, unsigned int cpu, u32 nwrites)
 			      nwrites, nwrites == 1 ? "" : "s");
 }
 
+/* The ops of w that list does not let it read: bit i for op i. */
+static u64 msrdrv_policy_denied(const struct msrdrv_policy_watch *w,
+				const struct msrdrv_allowlist_k *list)
+{
+	struct msrdrv_policy pol = { .list = list, .rawio = w->rawio };
+	u64 denied = 0;
+	u32 i;
+
+	for (i = 0; i < w->nops; i++)
+		if (msrdrv_policy_check(&pol, &w->ops[i]))
+			denied |= BIT_ULL(i);
+	return denied;
+}
+
+/*
+ * Check w's ops against the list in force and, if it allows them all,
+ * watch w from now on: 0 or -EACCES.  Under the mutex, so no SET can come
+ * between the check and the watch.
+ */
+int msrdrv_policy_watch_add(struct msrdrv_policy_watch *w)
+{
+	const struct msrdrv_allowlist_k *list;
+	int err = 0;
+
+	mutex_lock(&allowlist_lock);
+	list = rcu_dereference_protected(allowlist,
+					 lockdep_is_held(&allowlist_lock));
+	if (msrdrv_policy_denied(w, list))
+		err = -EACCES;
+	else
+		list_add(&w->node, &msrdrv_watches);
+	mutex_unlock(&allowlist_lock);
+	return err;
+}
+
+void msrdrv_policy_watch_del(struct msrdrv_policy_watch *w)
+{
+	mutex_lock(&allowlist_lock);
+	list_del(&w->node);
+	mutex_unlock(&allowlist_lock);
+}
+
 u32 msrdrv_policy_access(const struct file *file)
 {
 	const struct msrdrv_file *mf = file->private_data;
@@ -301,6 +345,7 @@ static long msrdrv_policy_set(struct file *file,
 	const struct msrdrv_file *mf = file->private_data;
 	struct msrdrv_allowlist hdr;
 	struct msrdrv_allowlist_k *list = NULL, *old;
+	struct msrdrv_policy_watch *w;
 	int err;
 
 	if (!(file->f_mode & FMODE_WRITE))
@@ -332,8 +377,18 @@ static long msrdrv_policy_set(struct file *file,
 	mutex_lock(&allowlist_lock);
 	old = rcu_replace_pointer(allowlist, list,
 				  lockdep_is_held(&allowlist_lock));
+	list_for_each_entry(w, &msrdrv_watches, node) {
+		u64 denied = msrdrv_policy_denied(w, list);
+
+		if (denied)
+			w->revoke(w, denied);
+	}
 	mutex_unlock(&allowlist_lock);
-	/* Wait out every batch that may still run ops checked against old. */
+	/*
+	 * Wait out every batch that may still run ops checked against old,
+	 * and every sampler tick (hard irq: RCU-sched) that may not have
+	 * seen its revocation.
+	 */
 	synchronize_srcu(&msrdrv_srcu);
 	synchronize_rcu();
 	kvfree(old);

@@ -4,6 +4,7 @@
 #define _MSRDRV_POLICY_H
 
 #include <linux/fs.h>
+#include <linux/list.h>
 #include <linux/types.h>
 
 #include "msrdrv.h"
@@ -31,6 +32,21 @@ struct msrdrv_policy {
 	int write_err;	/* 0, or why every write of this batch is refused */
 };
 
+/*
+ * A standing reader of MSRs (a sampler): its READ ops are checked when it
+ * is added and again under every new allowlist.  revoke() is called, under
+ * the allowlist's mutex (it may not take it), with the ops the new list
+ * denies; when SET returns, every RCU-sched reader (an hrtimer callback)
+ * that could have missed it has finished.
+ */
+struct msrdrv_policy_watch {
+	struct list_head node;
+	const struct msrdrv_op *ops;
+	u32 nops;
+	bool rawio;
+	void (*revoke)(struct msrdrv_policy_watch *w, u64 denied);
+};
+
 int msrdrv_policy_init(void);
 void msrdrv_policy_exit(void);
 void msrdrv_policy_gate(struct msrdrv_policy *pol, const struct file *file,
@@ -44,6 +60,8 @@ u64 msrdrv_policy_write_mask(const struct msrdrv_policy *pol,
 void msrdrv_policy_rawio_writes(u32 msr, unsigned int cpu, u32 nwrites);
 void msrdrv_policy_end(struct msrdrv_policy *pol);
 void msrdrv_policy_end_atomic(struct msrdrv_policy *pol);
+int msrdrv_policy_watch_add(struct msrdrv_policy_watch *w);
+void msrdrv_policy_watch_del(struct msrdrv_policy_watch *w);
 u32 msrdrv_policy_access(const struct file *file);
 u32 msrdrv_policy_entries(void);
 long msrdrv_policy_ioctl(struct file *file, unsigned int cmd,

@@ -33,6 +33,7 @@ FEAT_LEGACY_CMDS = 1 << 2
 FEAT_ALLOWLIST = 1 << 3
 FEAT_SNAPSHOT = 1 << 4
 FEAT_PROTECTED = 1 << 5
+FEAT_SAMPLER = 1 << 6
 
 ACCESS_RAWIO = 1 << 0
 ACCESS_WRITE = 1 << 1
@@ -44,6 +45,18 @@ ALLOW_READ = 1 << 0
 ALLOWLIST_MAX = 4096
 
 MSR_VEC_LIMIT = 32
+
+SAMPLER_MAX_OPS = 64
+SAMPLER_CPUS_SIZE_MAX = 1024
+SAMPLER_PERIOD_MAX_NS = 60_000_000_000
+RING_OFFLINE = 0
+RING_RUNNING = 1
+RING_STOPPED = 2
+REC_SAMPLE = 0
+REC_OFFLINE = 1
+REC_ONLINE = 2
+REC_REVOKED = 3
+REC_NAMES = {REC_SAMPLE: "sample", REC_OFFLINE: "offline", REC_ONLINE: "online", REC_REVOKED: "revoked"}
 IOC_MAGIC = 0xC6  # 0xB7 collides with nsfs
 
 # asm-generic/ioctl.h encoding, which x86 uses.
@@ -58,6 +71,9 @@ IOC_INFO = _ioc(_IOC_READ, IOC_MAGIC, 0x00, ffi.sizeof("struct msrdrv_info"))
 IOC_BATCH = _ioc(_IOC_READ | _IOC_WRITE, IOC_MAGIC, 0x01, ffi.sizeof("struct msrdrv_batch"))
 IOC_SET_ALLOWLIST = _ioc(_IOC_WRITE, IOC_MAGIC, 0x02, ffi.sizeof("struct msrdrv_allowlist"))
 IOC_GET_ALLOWLIST = _ioc(_IOC_READ | _IOC_WRITE, IOC_MAGIC, 0x03, ffi.sizeof("struct msrdrv_allowlist"))
+IOC_SAMPLER_START = _ioc(_IOC_READ | _IOC_WRITE, IOC_MAGIC, 0x04, ffi.sizeof("struct msrdrv_sampler_start"))
+IOC_SAMPLER_CONSUME = _ioc(_IOC_WRITE, IOC_MAGIC, 0x05, ffi.sizeof("struct msrdrv_sampler_consume"))
+IOC_SAMPLER_STOP = _ioc(_IOC_NONE, IOC_MAGIC, 0x06, 0)
 IOCTL_MSR_CMDS = _ioc(_IOC_NONE, 223, 1, 0)
 
 

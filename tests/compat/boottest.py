@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import suite
 
 
-def prebuilt(kernel: str) -> None:
+def prebuilt(kernel: str, kdir: Path | None = None, gcov: bool = False) -> None:
+    """suite.build_module's signature (kdir and gcov apply to a debug kernel, not here)."""
     ko = suite.REPO / "dkms" / "msrdrv.ko"
     if not ko.exists():
         sys.exit(f"boottest.py: {ko} missing; run tests/compat/boottest.sh")

@@ -21,6 +21,7 @@ import pytest
 from conftest import (
     MEMBER,
     NODE,
+    REPO,
     Batch,
     Device,
     MsrTrace,
@@ -592,3 +593,132 @@ def test_privilege_is_fixed_at_open_even_for_a_passed_fd(policy: Device) -> None
         assert rc == 0 and -ops[0].err == errno.EACCES and ops[0].value == 0
     finally:
         os.close(fd)
+
+
+# --- 8. the kernel sampler: same policy, at start and on every list change ----------
+
+SAMPLE_AS = """
+import errno, json, sys
+from msrctl.device import DeviceError
+from msrctl.ksampler import Sampler
+out = []
+for ops, kw in json.loads(sys.argv[1]):
+    try:
+        s = Sampler(ops, cpus=[0, 1], **kw)
+        out.append("OK")
+        s.close()
+    except DeviceError as e:
+        out.append(errno.errorcode[e.errno] if e.errno != errno.EOPNOTSUPP else "EOPNOTSUPP")
+print(json.dumps(out))
+"""
+
+
+def sample_as_member(cases: list[tuple[list[Any], dict[str, int]]]) -> list[str]:
+    """Start (and stop) a sampler per case as msruser; errno names, 'OK' for a start."""
+    return list(json.loads(member_py(SAMPLE_AS, json.dumps(cases))))
+
+
+def test_member_cannot_sample_what_the_list_does_not_grant(policy: Device) -> None:
+    cases: list[tuple[list[Any], dict[str, int]]] = [([TSC], {}), (["rdtsc"], {})]
+    with MsrTrace([TSC, APIC_BASE, TSC_AUX, LSTAR]) as tr:
+        assert sample_as_member(cases) == ["EACCES", "OK"]  # no list: the TSC itself only
+        allowlist.load(policy.fd, [Entry(TSC, 0), Entry(TSC_AUX, 0xFF00, read=False)])
+        assert sample_as_member([
+            ([TSC, APIC_BASE], {}),  # one op not listed
+            ([TSC_AUX], {}),  # listed write-only: never read
+            ([LSTAR], {}),  # protected: never listed
+            ([TSC, "rdtsc"], {}),
+        ]) == ["EACCES", "EACCES", "EACCES", "OK"]  # fmt: skip
+        # nothing refused was ever read
+        assert [e for e in tr.events() if e[1] != TSC] == []
+
+
+def test_member_sampler_bounds_are_stricter(policy: Device) -> None:
+    allowlist.load(policy.fd, [Entry(TSC, 0)])
+    assert sample_as_member([
+        ([TSC], {"period_ns": 99_999}),
+        ([TSC], {"period_ns": 100_000}),
+        ([TSC] * 17, {}),
+        ([TSC] * 16, {}),
+        ([TSC], {"records": 65536}),  # 2 CPUs x 2.5 MiB > 4 MiB
+        ([TSC], {"records": 32768}),
+    ]) == ["ERANGE", "OK", "E2BIG", "OK", "EFBIG", "OK"]  # fmt: skip
+    code = (
+        "import errno\nfrom msrctl.device import DeviceError\nfrom msrctl.ksampler import Sampler\n"
+        "held = [Sampler([0x10], cpus=[0], period_ns=50_000_000) for _ in range(4)]\n"
+        "try:\n    Sampler([0x10], cpus=[0]); print('OK')\n"
+        "except DeviceError as e:\n    print(errno.errorcode[e.errno])\n"
+    )
+    assert member_py(code).split() == ["EBUSY"]
+
+
+REVOKEE = """
+import json, sys
+from msrctl.ksampler import Sampler
+s = Sampler([0x10, 0x1b], cpus=[0, 1], period_ns=2_000_000, records=8192, watermark=1)
+print("started", flush=True)
+sys.stdin.readline()
+recs = s.read_records(timeout=0)
+import time
+time.sleep(0.5)
+recs += s.read_records(timeout=0)
+print(json.dumps({"revoked": s.revoked, "rings": [r.revoked for r in s.status()],
+                  "records": [[r.cpu, r.seq, r.type, r.errs, list(r.values)] for r in recs]}))
+"""
+
+
+def test_revoking_a_sampled_msr_stops_its_sampling_when_set_returns(policy: Device) -> None:
+    """A member samples TSC and APIC_BASE on both CPUs; root reloads the list
+    without APIC_BASE.  Once SET returned, no CPU reads APIC_BASE again (the
+    msr tracepoint), each ring carries a REVOKED record naming op 1, and every
+    later record has op 1's error bit set and value 0; TSC (op 0) is still
+    read (the tracepoint again: QEMU's TCG reads MSR 0x10 as 0, so its value
+    proves nothing)."""
+    allowlist.load(policy.fd, [Entry(TSC, 0), Entry(APIC_BASE, 0)])
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
+    member = subprocess.Popen([*MEMBER, sys.executable, "-c", REVOKEE], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        assert member.stdout is not None and member.stdin is not None
+        assert member.stdout.readline().split() == ["started"]
+        time.sleep(0.3)
+        allowlist.load(policy.fd, [Entry(TSC, 0), Entry(APIC_BASE, 0)])  # the same grants: nothing revoked
+        time.sleep(0.1)
+        with MsrTrace([APIC_BASE, TSC]) as tr:
+            allowlist.load(policy.fd, [Entry(TSC, 0)])
+            tr.mark("set returned")
+            time.sleep(0.5)
+            events = tr.events()
+        member.stdin.write("\n")
+        member.stdin.flush()
+        out, _ = member.communicate(timeout=120)
+    finally:
+        member.kill()
+    mark = events.index(("MARK:set returned", 0, 0))
+    assert [e for e in events[mark:] if e[0] == "read_msr" and e[1] == APIC_BASE] == []
+    assert len([e for e in events[mark:] if e[0] == "read_msr" and e[1] == TSC]) >= 2 * 100  # 2 CPUs, 0.5 s
+    got = json.loads(out)
+    assert got["revoked"] == 0b10 and got["rings"] == [0b10, 0b10]
+    for cpu in (0, 1):
+        recs = [r for r in got["records"] if r[0] == cpu]
+        types = [r[2] for r in recs]
+        assert types.count(abi.REC_REVOKED) == 1
+        i = types.index(abi.REC_REVOKED)
+        assert recs[i][3] == 0b10
+        before, after = recs[:i], recs[i + 1 :]
+        assert before and after, (len(before), len(after))
+        apic = 0xFEE00900 if cpu == 0 else 0xFEE00800
+        assert [r for r in before if r[3] != 0 or r[4][1] != apic] == []
+        assert [r for r in after if r[3] != 0b10 or r[4][1] != 0] == []
+        assert [r[1] for r in recs] == list(range(recs[0][1], recs[0][1] + len(recs)))
+
+
+def test_root_sampler_ignores_the_allowlist(policy: Device) -> None:
+    from msrctl.ksampler import Sampler
+
+    with Sampler([APIC_BASE], cpus=[1], period_ns=2_000_000, records=1024, watermark=1) as s:
+        allowlist.load(policy.fd, [Entry(TSC, 0)])
+        allowlist.clear(policy.fd)
+        time.sleep(0.1)
+        recs = s.read_records(timeout=5)
+        assert s.revoked == 0 and recs and all(r.errs == 0 and r.values == (0xFEE00800,) for r in recs)

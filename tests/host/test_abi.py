@@ -23,12 +23,25 @@ STRUCTS = {
         "allowlist_entries",
         "section_ops",
         "version",
+        "sampler_min_period_ns",
+        "sampler_max_ops",
+        "sampler_max_kib",
         "reserved",
     ],
     "msrdrv_allow_entry": ["msr", "flags", "write_mask"],
     "msrdrv_allowlist": ["abi_version", "nentries", "entries"],
     "msrdrv_legacy_cmd": ["op", "ecx", "value"],
-}
+    "msrdrv_sampler_start": ["abi_version", "flags", "nops", "nrecords", "period_ns", "ops", "cpus", "cpus_size",
+                             "watermark", "nrings", "record_size", "ring_stride", "mmap_size", "reserved"],
+    "msrdrv_sampler_header": ["abi_version", "nrings", "nops", "record_size", "nrecords", "watermark", "period_ns",
+                              "ring_offset", "ring_stride", "data_offset", "revoked", "tsc_khz", "reserved0",
+                              "reserved"],
+    "msrdrv_ring_header": ["cpu", "state", "head", "tail", "dropped", "missed", "revoked", "reserved"],
+    "msrdrv_record": ["seq", "tsc", "errs", "type", "cpu", "values"],
+    "msrdrv_sampler_consume": ["abi_version", "nrings", "tails"],
+}  # fmt: skip
+# Flexible array members: no size of their own in C.
+FLEXIBLE = {"msrdrv_record.values"}
 # C macro -> attribute of msrctl.abi
 CONSTANTS = {
     "MSRDRV_ABI_VERSION": "ABI_VERSION",
@@ -46,6 +59,7 @@ CONSTANTS = {
     "MSRDRV_FEAT_ALLOWLIST": "FEAT_ALLOWLIST",
     "MSRDRV_FEAT_SNAPSHOT": "FEAT_SNAPSHOT",
     "MSRDRV_FEAT_PROTECTED": "FEAT_PROTECTED",
+    "MSRDRV_FEAT_SAMPLER": "FEAT_SAMPLER",
     "MSRDRV_ACCESS_RAWIO": "ACCESS_RAWIO",
     "MSRDRV_ACCESS_WRITE": "ACCESS_WRITE",
     "MSRDRV_ACCESS_LOCKDOWN": "ACCESS_LOCKDOWN",
@@ -54,6 +68,19 @@ CONSTANTS = {
     "MSRDRV_ALLOW_READ": "ALLOW_READ",
     "MSRDRV_ALLOWLIST_MAX": "ALLOWLIST_MAX",
     "MSR_VEC_LIMIT": "MSR_VEC_LIMIT",
+    "MSRDRV_SAMPLER_MAX_OPS": "SAMPLER_MAX_OPS",
+    "MSRDRV_SAMPLER_CPUS_SIZE_MAX": "SAMPLER_CPUS_SIZE_MAX",
+    "MSRDRV_SAMPLER_PERIOD_MAX_NS": "SAMPLER_PERIOD_MAX_NS",
+    "MSRDRV_RING_OFFLINE": "RING_OFFLINE",
+    "MSRDRV_RING_RUNNING": "RING_RUNNING",
+    "MSRDRV_RING_STOPPED": "RING_STOPPED",
+    "MSRDRV_REC_SAMPLE": "REC_SAMPLE",
+    "MSRDRV_REC_OFFLINE": "REC_OFFLINE",
+    "MSRDRV_REC_ONLINE": "REC_ONLINE",
+    "MSRDRV_REC_REVOKED": "REC_REVOKED",
+    "MSRDRV_IOC_SAMPLER_START": "IOC_SAMPLER_START",
+    "MSRDRV_IOC_SAMPLER_CONSUME": "IOC_SAMPLER_CONSUME",
+    "MSRDRV_IOC_SAMPLER_STOP": "IOC_SAMPLER_STOP",
     "MSRDRV_IOC_MAGIC": "IOC_MAGIC",
     "MSRDRV_IOC_INFO": "IOC_INFO",
     "MSRDRV_IOC_BATCH": "IOC_BATCH",
@@ -69,7 +96,8 @@ def c_program() -> str:
         lines.append(f'printf("sizeof {struct} %zu\\n", sizeof(struct {struct}));')
         for f in fields:
             lines.append(f'printf("offsetof {struct}.{f} %zu\\n", offsetof(struct {struct}, {f}));')
-            lines.append(f'printf("fieldsize {struct}.{f} %zu\\n", sizeof(((struct {struct} *)0)->{f}));')
+            if f"{struct}.{f}" not in FLEXIBLE:
+                lines.append(f'printf("fieldsize {struct}.{f} %zu\\n", sizeof(((struct {struct} *)0)->{f}));')
     for macro in CONSTANTS:
         lines.append(f'printf("const {macro} %llu\\n", (unsigned long long)({macro}));')
     lines.append('printf("device %s\\n", MSRDRV_DEVICE);')
@@ -98,6 +126,8 @@ def test_struct_layout(c_facts: dict[str, str]) -> None:
         assert ffi.sizeof(ctype) == int(c_facts[f"sizeof {struct}"]), struct
         for f in fields:
             assert ffi.offsetof(ctype, f) == int(c_facts[f"offsetof {struct}.{f}"]), f"{struct}.{f}"
+            if f"{struct}.{f}" in FLEXIBLE:
+                continue
             field_type = dict(ffi.typeof(ctype).fields)[f].type
             assert ffi.sizeof(field_type) == int(c_facts[f"fieldsize {struct}.{f}"]), f"{struct}.{f}"
 

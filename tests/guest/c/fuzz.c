@@ -2,7 +2,12 @@
 /*
  * Random ioctls against /dev/msrdrv: random headers, op codes, flags, CPUs,
  * MSRs and counts (0 and huge included), bad and unaligned pointers, arrays
- * and headers that run into an unmapped page, random ioctl numbers.
+ * and headers that run into an unmapped page, random ioctl numbers.  Kernel
+ * samplers too: random SAMPLER_START requests (periods, ring sizes,
+ * watermarks, CPU bitmaps, op sets, reserved fields); a sampler that starts
+ * gets random mmap()s (write and exec asked for, wrong sizes and offsets),
+ * poll(), CONSUMEs with random and valid tails and random ioctls, then is
+ * closed.
  *
  * usage: fuzz N SEED root|user
  * "root" keeps its write ops on harmless MSRs (TSC_AUX, saved and put back
@@ -16,6 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -96,6 +102,122 @@ static void random_legacy(struct msrdrv_legacy_cmd *c, char *edge, int root)
 	}
 }
 
+/* Sampler ops: mostly a valid set (READ or RDTSC on the sampled CPU). */
+static void random_sampler_op(struct msrdrv_op *op)
+{
+	random_op(op, 0);
+	if (rnd() % 8) {
+		op->op = rnd() % 2 ? MSRDRV_OP_READ : MSRDRV_OP_RDTSC;
+		op->flags = 0;
+		op->mask = 0;
+		op->cpu = MSRDRV_CPU_SELF;
+	}
+}
+
+/* Poke a started sampler: mappings, poll, CONSUME, stray ioctls. */
+static void poke_sampler(int sfd, const struct msrdrv_sampler_start *a,
+			 char *scratch, long pg)
+{
+	static const int prots[] = { PROT_READ, PROT_READ | PROT_WRITE,
+				     PROT_WRITE, PROT_READ | PROT_EXEC,
+				     PROT_NONE };
+	struct msrdrv_sampler_consume c;
+	struct pollfd pfd = { .fd = sfd, .events = POLLIN };
+	__u64 *tails = (__u64 *)scratch;
+	size_t len = a->mmap_size;
+	const char *map = MAP_FAILED;
+	unsigned int k, n = rnd() % 4;
+	void *m;
+
+	for (k = 0; k < n; k++) {
+		size_t l = rnd() % 4 ? len : len + (rnd() % 3 - 1) * pg;
+		off_t off = rnd() % 4 ? 0 : pg * (rnd() % 3);
+		int prot = prots[rnd() % 5];
+
+		m = mmap(NULL, l ? l : pg, prot,
+			 rnd() % 4 ? MAP_SHARED : MAP_PRIVATE, sfd, off);
+		if (m == MAP_FAILED)
+			continue;
+		/* Kept to read heads from: a whole, readable mapping. */
+		if (map == MAP_FAILED && l == len && !off &&
+		    (prot & PROT_READ)) {
+			map = m;
+			continue;
+		}
+		munmap(m, l ? l : pg);
+	}
+	poll(&pfd, 1, 0);
+	for (k = 0; k < 4; k++) {
+		const struct msrdrv_sampler_header *h = (const void *)map;
+		unsigned int i;
+
+		c.abi_version = rnd() % 8 ? MSRDRV_ABI_VERSION : rnd();
+		c.nrings = rnd() % 4 ? a->nrings : rnd();
+		c.tails = (uintptr_t)tails;
+		if (rnd() % 8 == 0)
+			c.tails = rnd();
+		for (i = 0; i < a->nrings && i < 64; i++) {
+			const struct msrdrv_ring_header *r;
+
+			tails[i] = rnd() % 32;
+			if (map != MAP_FAILED && rnd() % 2) {
+				r = (const void *)(map + h->ring_offset +
+						   i * h->ring_stride);
+				tails[i] = r->head - rnd() % 2;
+			}
+		}
+		ioctl(sfd, rnd() % 8 ? MSRDRV_IOC_SAMPLER_CONSUME :
+		      (unsigned long)rnd(), &c);
+	}
+	if (map != MAP_FAILED)
+		munmap((void *)map, len);
+}
+
+/* One random SAMPLER_START; returns its result, closing what it started. */
+static int fuzz_sampler(int fd, char *arena, char *edge, long pg)
+{
+	struct msrdrv_sampler_start *a = (struct msrdrv_sampler_start *)arena;
+	struct msrdrv_op *ops = (struct msrdrv_op *)(arena + pg);
+	__u8 *cpus = (__u8 *)(arena + 2 * pg);
+	unsigned int k;
+	int ret;
+
+	memset(a, 0, sizeof(*a));
+	a->abi_version = rnd() % 16 ? MSRDRV_ABI_VERSION : rnd();
+	a->flags = rnd() % 16 ? 0 : rnd();
+	a->nops = rnd() % 4 ? 1 + rnd() % 8 : pick(counts, 13);
+	a->nrecords = rnd() % 4 ? 1U << (1 + rnd() % 10) :
+		      (rnd() % 8 ? 1U << (rnd() % 32) : (__u32)rnd());
+	a->watermark = rnd() % 4 ? 1 + rnd() % a->nrecords : (__u32)rnd();
+	a->period_ns = rnd() % 4 ? 100000 + rnd() % 10000000 :
+		       (rnd() % 2 ? rnd() % 200000 : rnd());
+	a->cpus_size = rnd() % 4 ? 1 : (rnd() % 2 ? rnd() % 2048 : rnd());
+	for (k = 0; k < 64; k++)
+		cpus[k] = rnd() % 4 ? rnd() & 3 : rnd();
+	a->cpus = (uintptr_t)cpus;
+	if (rnd() % 8 == 0)	/* a bitmap running into the unmapped page */
+		a->cpus = (uintptr_t)(edge - rnd() % 4);
+	else if (rnd() % 16 == 0)
+		a->cpus = rnd();
+	for (k = 0; k < 64; k++)
+		random_sampler_op(&ops[k]);
+	a->ops = (uintptr_t)ops;
+	if (rnd() % 8 == 0)
+		a->ops = (uintptr_t)(edge - sizeof(*ops) * (rnd() % 3));
+	else if (rnd() % 16 == 0)
+		a->ops = 0xffff888000000000ULL + (rnd() & 0xffffff);
+	if (rnd() % 16 == 0)
+		a->reserved[rnd() % 4] = rnd();
+	a->nrings = rnd();	/* out fields: any input is fine */
+	a->mmap_size = rnd();
+	ret = ioctl(fd, MSRDRV_IOC_SAMPLER_START, a);
+	if (ret >= 0) {
+		poke_sampler(ret, a, arena + 3 * pg, pg);
+		close(ret);
+	}
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : 100000;
@@ -161,6 +283,11 @@ int main(int argc, char **argv)
 		else if (where == 14)
 			hdr->ops = 0xffff888000000000ULL + (rnd() & 0xffffff);
 
+		if (rnd() % 16 == 0) {
+			ret = fuzz_sampler(fd, arena, edge, pg);
+			counts_by_errno[ret < 0 ? errno & 0xff : 0]++;
+			continue;
+		}
 		switch (rnd() % 16) {
 		case 0:
 			cmd = IOCTL_MSR_CMDS;
