@@ -51,9 +51,9 @@ def _domains(names: "list[str]") -> "list[Any]":
 def _packages(spec: Optional[str]) -> "dict[int, int]":
     """package -> the first online CPU in it, for the packages asked (all by default)."""
     from .parse import parse_cpus
-    from .system import package_cpus
+    from .telemetry import topology
 
-    have = package_cpus()
+    have = dict(sorted((c.package, c.cpu) for c in topology.read().packages()))
     if spec is None:
         return have
     want = parse_cpus(spec)

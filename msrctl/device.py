@@ -394,8 +394,13 @@ class Device:
 
     def read(self, msr: int, cpus: list[int]) -> list[OpResult]:
         """Read one MSR on several CPUs in one ioctl."""
-        batch = Batch(max(1, len(cpus)))
-        for cpu in cpus:
-            batch.read(msr, cpu)
-        self.submit(batch)
-        return batch.results()
+        return read_on(self, msr, cpus)
+
+
+def read_on(dev: Any, msr: int, cpus: list[int]) -> list[OpResult]:
+    """One MSR on several CPUs through anything with submit(Batch): one batch."""
+    batch = Batch(max(1, len(cpus)))
+    for cpu in cpus:
+        batch.read(msr, cpu)
+    dev.submit(batch)
+    return batch.results()

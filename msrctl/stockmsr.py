@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import abi
-from .device import Batch, DeviceError, OpResult
+from .device import Batch, DeviceError, OpResult, read_on
 
 STOCK_DIR = "/dev/cpu"
 BACKEND = "msr"
@@ -222,8 +222,4 @@ class StockDevice:
 
     def read(self, msr: int, cpus: list[int]) -> list[OpResult]:
         """Read one MSR on several CPUs (one pread each)."""
-        batch = Batch(max(1, len(cpus)))
-        for cpu in cpus:
-            batch.read(msr, cpu)
-        self.submit(batch)
-        return batch.results()
+        return read_on(self, msr, cpus)

@@ -171,19 +171,6 @@ def online_cpus() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
-def package_cpus() -> dict[int, int]:
-    """Physical package -> its first online CPU (sysfs topology; package 0 if sysfs says nothing)."""
-    first: dict[int, int] = {}
-    for cpu in online_cpus():
-        text = _read(sysroot() / f"sys/devices/system/cpu/cpu{cpu}/topology/physical_package_id")
-        try:
-            package = int(text) if text else 0
-        except ValueError:
-            package = 0
-        first.setdefault(package, cpu)
-    return dict(sorted(first.items()))
-
-
 def cpu_list_text(cpus: list[int]) -> str:
     """[0,1,2,5] -> '0-2,5'."""
     parts: list[str] = []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from msrctl import allowlist
-from msrctl.cli_power import _SECONDS, _WATTS, parse_quantity
+from msrctl.cli_power import _SECONDS, _WATTS, _packages, parse_quantity
 from msrctl.decode.units import rapl_window
 from msrctl.errors import UsageError
 from msrctl.power import (
@@ -29,7 +29,6 @@ from msrctl.power import (
     state,
     with_raw,
 )
-from msrctl.system import package_cpus
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = 0xA0E03  # 1/8 W, 2^-14 J, 2^-10 s
@@ -142,15 +141,16 @@ def test_power_capping_profile_never_grants_a_lock_bit() -> None:
     assert 0x611 not in masks  # energy (a side channel) stays in its own profile
 
 
-def test_package_cpus_from_sysfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_packages_from_sysfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cpu = tmp_path / "sys/devices/system/cpu"
     cpu.mkdir(parents=True)
     (cpu / "online").write_text("0-3\n")
     for n, package in enumerate((1, 1, 0, 0)):
         (cpu / f"cpu{n}/topology").mkdir(parents=True)
         (cpu / f"cpu{n}/topology/physical_package_id").write_text(f"{package}\n")
+        (cpu / f"cpu{n}/topology/core_id").write_text(f"{n % 2}\n")
     monkeypatch.setenv("MSRCTL_SYSROOT", str(tmp_path))
-    assert package_cpus() == {0: 2, 1: 0}
+    assert _packages(None) == {0: 2, 1: 0}
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
