@@ -2,7 +2,8 @@
 # Installs what `make test` and `make demo` need, only when it is missing:
 # Debian's kernel image and headers (the guest kernel), QEMU, the compiler,
 # Debian 12's python3-typer/cffi/jinja2 (msrctl must run on them too) and
-# python3-click-man (the package build's man pages), and a
+# python3-click-man (the package build's man pages), Prometheus and its
+# Python client (msrctl exporter and its tests), and a
 # virtual environment .venv with the latest PyPI releases plus virtme-ng.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,8 @@ PKGS=(
 	# in the guest, and autodep8's dkms test dependency (linux-doc), present
 	# beforehand because the guest has no network
 	pbuilder debootstrap piuparts autopkgtest autodep8 linux-doc
+	# msrctl exporter: its library, and the real Prometheus server and promtool its tests use
+	python3-prometheus-client prometheus
 )
 
 missing=()
