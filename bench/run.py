@@ -8,7 +8,7 @@ bench/guest.sh).  Every block yields one value of every ratio; the report
 gives the median ratio and its min-max over all blocks, and marks a ratio
 whose spread is too wide to trust.  Writes bench/results/results.json,
 results.md (jinja2, bench/report.md.j2), results.png (if matplotlib is
-installed) and the table in README.md between the bench markers.
+installed) and the table in docs/benchmarks.md between the bench markers.
 """
 
 from __future__ import annotations
@@ -189,8 +189,8 @@ def plot(data: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def update_readme(table: str) -> None:
-    readme = REPO / "README.md"
+def update_docs(table: str) -> None:
+    readme = REPO / "docs" / "benchmarks.md"
     text = readme.read_text()
     if README_START in text and README_END in text:
         head, rest = text.split(README_START, 1)
@@ -248,7 +248,9 @@ def main() -> int:
     ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True, help="pin vCPU threads")
     ap.add_argument("--timeout", type=int, default=1200, help="seconds per boot")
     ap.add_argument("--out", type=Path, default=OUT, help="results directory")
-    ap.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    ap.add_argument(
+        "--no-docs", "--no-readme", dest="no_readme", action="store_true", help="leave docs/benchmarks.md alone"
+    )
     ap.add_argument("--render", action="store_true", help="only re-render the report from OUT/results.json")
     args = ap.parse_args()
     if args.render:  # the statistics again from the raw blocks, e.g. after a change of TRUST_SPREAD
@@ -308,9 +310,9 @@ def report(data: dict[str, Any], out: Path, readme: bool) -> int:
     table = render(data)
     (out / "results.md").write_text(table)
     if plot(data, out / "results.png"):
-        table += "\n![cost per MSR read](bench/results/results.png)\n"
+        table += "\n![cost per MSR read](../bench/results/results.png)\n"
     if readme:
-        update_readme(table)
+        update_docs(table)
     print(table)
     for key, c in data.get("vs_previous", {}).get("ratios", {}).items():
         print(f"bench: {key}: {c['previous']:.2f}x before, {c['now']:.2f}x now ({c['change']:+.0%})"

@@ -11,7 +11,7 @@ gets at least 99% of the samples asked for and the ring drops none), the
 interval error's p50 and p99 at 1 kHz, the time a sampled CPU loses per
 sample, and the reader's CPU time per second; the report gives the median
 over blocks with their range.  Writes bench/results/sampler.json and
-sampler.md, and the README's table between the bench-sampler markers.
+sampler.md, and the table in docs/benchmarks.md between the bench-sampler markers.
 Every figure comes from QEMU TCG emulation, not hardware.
 """
 
@@ -191,8 +191,8 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(table: str) -> None:
-    readme = REPO / "README.md"
+def update_docs(table: str) -> None:
+    readme = REPO / "docs" / "benchmarks.md"
     text = readme.read_text()
     if README_START in text and README_END in text:
         head, rest = text.split(README_START, 1)
@@ -207,7 +207,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=2.0, help="per run")
     ap.add_argument("--timeout", type=int, default=2400, help="seconds for the boot")
     ap.add_argument("--out", type=Path, default=OUT, help="results directory")
-    ap.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    ap.add_argument(
+        "--no-docs", "--no-readme", dest="no_readme", action="store_true", help="leave docs/benchmarks.md alone"
+    )
     ap.add_argument("--render", action="store_true", help="only re-render from OUT/sampler.json")
     args = ap.parse_args()
     if args.render:
@@ -264,7 +266,7 @@ def report(data: dict[str, Any], out: Path, readme: bool) -> int:
     table = render(data)
     (out / "sampler.md").write_text("# Kernel sampler against the user-space loop\n\n" + table)
     if readme:
-        update_readme(table)
+        update_docs(table)
     print(table)
     return 0
 

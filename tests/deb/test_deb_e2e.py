@@ -511,7 +511,7 @@ def test_apt_purge_leaves_nothing_behind() -> None:
         p = run("find", top, "-xdev", "-maxdepth", str(depth), *name, check=False)
         left += p.stdout.split()
     assert not left, f"left after purge: {left}"
-    # Documented policy (README): like Debian's other system groups, msr stays.
+    # Documented policy (docs/packaging.md): like Debian's other system groups, msr stays.
     assert group_gid() is not None
 
 
