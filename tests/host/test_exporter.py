@@ -370,3 +370,69 @@ def test_the_listen_address_comes_from_the_environment_too(env: dict[str, str]) 
 def test_exit_codes_are_documented() -> None:
     assert errors.UNAVAILABLE == 69 and "cannot listen" in errors.EXIT_CODES[errors.UNAVAILABLE]
     assert "69 msrctl exporter cannot listen" in errors.exit_codes_help()
+
+
+# --- the systemd unit ------------------------------------------------------------------
+
+UNIT = ROOT / "debian" / "msrctl.msrctl-exporter.service"
+MAX_EXPOSURE = 2.0  # systemd-analyze security: 1.5 when written (docs/exporter.md)
+
+
+def _unit() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def test_the_unit_runs_the_exporter_unprivileged_and_ships_disabled() -> None:
+    unit = _unit()
+    assert unit["ExecStart"] == ["/usr/bin/msrctl exporter"]
+    assert unit["DynamicUser"] == ["yes"] and unit["SupplementaryGroups"] == ["msr"]
+    assert unit["CapabilityBoundingSet"] == [""] and unit["NoNewPrivileges"] == ["yes"]
+    assert unit["ProtectSystem"] == ["strict"] and unit["DeviceAllow"] == ["/dev/msrdrv r"]
+    assert unit["Environment"] == ["MSRCTL_BACKEND=msrdrv"]  # the stock msr driver needs root: never fall back
+    assert unit["EnvironmentFile"] == ["-/etc/default/msrctl-exporter"]
+    rules = (ROOT / "debian" / "rules").read_text()
+    assert "\tdh_installsystemd --name=msrctl-exporter --no-enable --no-start\n" in rules
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_the_unit_is_hardened() -> None:
+    res = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)], capture_output=True, text=True
+    )
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", res.stdout)
+    assert m, res.stdout + res.stderr
+    assert float(m.group(1)) <= MAX_EXPOSURE, res.stdout
+    assert f"{float(m.group(1)):.1f}" in (ROOT / "docs" / "exporter.md").read_text()
+
+
+# --- the fleet examples (docs/examples) -------------------------------------------------
+
+EXAMPLES = ROOT / "docs" / "examples"
+
+
+@needs_promtool
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", "msrctl.rules.yml"],
+        ["test", "rules", "msrctl.rules.test.yml"],  # the watts rules on made-up joules, a restart included
+    ],
+    ids=["config", "rules", "rule-tests"],
+)
+def test_promtool_accepts_the_examples(args: list[str]) -> None:
+    res = subprocess.run([str(PROMTOOL), *args], cwd=EXAMPLES, capture_output=True, text=True)
+    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
+
+
+def test_the_examples_use_the_exported_names() -> None:
+    """Every msr_ name the rules and docs query is one the exporter exports."""
+    exported = {*families.names(), families.CPU_INFO, families.TSC}
+    for path in (EXAMPLES / "msrctl.rules.yml", ROOT / "docs" / "exporter.md"):
+        used = set(re.findall(r"(?<![\w:])(msr_[a-z0-9_]+)", path.read_text()))
+        assert used and used <= exported, (path.name, sorted(used - exported))

@@ -129,7 +129,7 @@ def test_msrctl_dependencies_come_from_pyproject_and_the_tools_it_runs() -> None
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     names = {re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
-    assert names == {"typer", "cffi", "jinja2"}
+    assert names == {"typer", "cffi", "jinja2", "prometheus-client"}
     msrctl = binary("msrctl")
     assert "${python3:Depends}" in msrctl["depends"]
     assert relations(msrctl["depends"]) == {"kmod"}  # nothing ${python3:Depends} already gives
