@@ -46,8 +46,8 @@ def exporter(
 
     from ._version import __version__
     from .cli_record import check_size, open_device, sampled_cpus
+    from .exporter import families, server
     from .exporter import listen as listen_mod
-    from .exporter import server
     from .exporter.collector import TelemetryCollector
     from .telemetry import cpu as cpu_mod
     from .telemetry import probe, topology
@@ -72,7 +72,10 @@ def exporter(
                 f"serving {addr.url()}: {len(topo.cpus)} CPUs, {len(plan)} ops per read, backend {dev.backend}, "
                 f"reads at most every {interval}"
             )
-            for why, names in found.absent().items():
+            absent: dict[str, list[str]] = {}
+            for name, why in families.absent(plan.context):
+                absent.setdefault(why, []).append(name)
+            for why, names in absent.items():
                 _note(f"not exported ({why}): {', '.join(names)}")
             signum = server.serve(sock, registry)
             _note(f"stopped by signal {signum}")
