@@ -46,7 +46,7 @@ def exporter(
 
     from ._version import __version__
     from .cli_record import check_size, open_device, sampled_cpus
-    from .exporter import families, server
+    from .exporter import families, limits, server
     from .exporter import listen as listen_mod
     from .exporter.collector import TelemetryCollector
     from .telemetry import cpu as cpu_mod
@@ -61,11 +61,15 @@ def exporter(
     try:
         with open_device(ctx) as dev:
             topo = topology.read(chosen)
-            found = probe.run(dev, cpu_mod.read(), topo)
-            plan = Plan(topo, found.sampled, found.context)
+            info = cpu_mod.read()
+            found = probe.run(dev, info, topo)
+            power_limits = limits.run(dev, info, topo)  # the permission error came first, from probe
+            plan = Plan(topo, (*found.sampled, *power_limits.registers), found.context)
             check_size(dev, len(plan), plan.per_cpu(), _note)
             registry = CollectorRegistry()
-            collector = TelemetryCollector(plan, Reader(dev, plan), dev.backend, interval_ns / 1e9, __version__)
+            collector = TelemetryCollector(
+                plan, Reader(dev, plan), dev.backend, interval_ns / 1e9, __version__, limits=power_limits
+            )
             registry.register(collector)
             ProcessCollector(registry=registry)  # process_cpu_seconds_total: what the exporter costs
             _note(
@@ -73,7 +77,7 @@ def exporter(
                 f"reads at most every {interval}"
             )
             absent: dict[str, list[str]] = {}
-            for name, why in families.absent(plan.context):
+            for name, why in [*families.absent(plan.context), *power_limits.absent_reasons()]:
                 absent.setdefault(why, []).append(name)
             for why, names in absent.items():
                 _note(f"not exported ({why}): {', '.join(names)}")

@@ -24,8 +24,9 @@ from prometheus_client.registry import Collector
 from ..device import MsrError
 from ..telemetry.derive import Sample, derive
 from ..telemetry.plan import Plan, Raw
-from . import families
+from . import families, limits
 from .families import Key
+from .limits import Limits
 
 HEALTH = "msrctl_exporter"
 
@@ -45,8 +46,10 @@ class TelemetryCollector(Collector):
         min_interval_s: float,
         version: str = "",
         clock: Callable[[], float] = time.monotonic,
+        limits: Limits | None = None,
     ) -> None:
         self.plan, self.take, self.backend = plan, take, backend
+        self.limits = limits or Limits()
         self.min_interval_s, self.version, self.clock = min_interval_s, version, clock
         self.lock = threading.Lock()  # one scrape at a time: a threaded server may run two
         self.energy: dict[Key, float] = {}
@@ -88,8 +91,9 @@ class TelemetryCollector(Collector):
                 self._read()
             ctx = self.plan.context
             out: list[Any] = list(families.topology_families(self.plan.topology, self.sample))
-            if self.sample is not None:
+            if self.sample is not None and self.last_raw is not None:
                 out += families.sample_families(self.sample, ctx, self.energy)
+                out += limits.families(self.limits, self.plan, self.last_raw)
             out += self._health(time.perf_counter() - t0)
             return out
 
@@ -105,7 +109,7 @@ class TelemetryCollector(Collector):
             "1 for each metric this machine lacks, with the reason (these metrics are not exported, never as 0).",
             labels=("metric", "reason"),
         )
-        for name, why in families.absent(ctx):
+        for name, why in [*families.absent(ctx), *self.limits.absent_reasons()]:
             absent.add_metric([name, why], 1)
         errs = CounterMetricFamily(
             f"{HEALTH}_batch_errors_total", "Failed reads (per op) and failed batches, by errno.", labels=("errno",)

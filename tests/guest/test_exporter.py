@@ -26,7 +26,7 @@ import pytest
 from conftest import MEMBER, REPO, Device, cli_calls, online_cpus, results_dir
 
 from msrctl import allowlist, errors
-from msrctl.exporter import families
+from msrctl.exporter import families, limits
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
@@ -34,7 +34,7 @@ EXPORTER_PORT = 19838
 PROM_PORT = 19090
 STARTUP_S = 180.0  # python, cffi and the probe under TCG, on a loaded host
 SCRAPE_S = 2
-HARDWARE = set(families.names())
+HARDWARE = {*families.names(), *limits.NAMES}
 
 pytestmark = pytest.mark.skipif(not os.path.exists(PROMETHEUS), reason="Debian's prometheus package is not installed")
 
@@ -194,7 +194,7 @@ def test_prometheus_scrapes_the_member_exporter_and_sees_the_gap(
         assert HARDWARE.isdisjoint(got), sorted(HARDWARE & set(got))
         # ...and each absent one says why.
         absent = {labels.split('metric="')[1].split('"')[0] for labels, _ in got["msrctl_exporter_metric_absent_info"]}
-        assert absent == HARDWARE
+        assert absent == {*families.names(), limits.WATTS}  # a power limit's reason names the watts
         assert 'backend="msrdrv"' in got["msrctl_exporter_info"][0][0]
         assert got["msrctl_exporter_batch_ops"] == [("", float(len(online_cpus())))]  # an RDTSC per CPU
 

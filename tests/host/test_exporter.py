@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from prometheus_client.core import CollectorRegistry
 from msrctl import errors
 from msrctl.device import DeviceError
 from msrctl.errors import MsrctlError, UsageError
-from msrctl.exporter import families, listen
+from msrctl.exporter import families, limits, listen
 from msrctl.exporter.collector import TelemetryCollector
 from msrctl.telemetry import catalog, cpu, probe, topology
 from msrctl.telemetry.plan import Plan, PlanOp, Raw
@@ -432,7 +433,76 @@ def test_promtool_accepts_the_examples(args: list[str]) -> None:
 
 def test_the_examples_use_the_exported_names() -> None:
     """Every msr_ name the rules and docs query is one the exporter exports."""
-    exported = {*families.names(), families.CPU_INFO, families.TSC}
+    exported = {*families.names(), families.CPU_INFO, families.TSC, *limits.NAMES}
     for path in (EXAMPLES / "msrctl.rules.yml", ROOT / "docs" / "exporter.md"):
         used = set(re.findall(r"(?<![\w:])(msr_[a-z0-9_]+)", path.read_text()))
         assert used and used <= exported, (path.name, sorted(used - exported))
+
+
+# --- RAPL power limits ------------------------------------------------------------------
+
+# MSR_PKG_POWER_LIMIT with units 1/8 W, 2^-10 s (0xA0E03): PL1 1000 units = 125 W, enabled,
+# window 2^10 x 2^-10 s = 1 s (Y=10, Z=0); PL2 1250 units = 156.25 W, enabled, 2^0 x 2^-10 s.
+PKG_LIMIT = (0x04E2 | 1 << 15) << 32 | (0x03E8 | 1 << 15 | 10 << 17)
+PSYS_LIMIT = 0x0320 | 0 << 15  # PL1 100 W, disabled; PL2 0
+
+
+def _limits(info: cpu.CpuInfo, values: dict[int, tuple[int, int]]) -> limits.Limits:
+    topo = topology.read()
+    return limits.evaluate(
+        info, topo, {r: values.get(r[1], (STATIC.get(r[1], 0), 0)) for r in limits.probe_reads(info, topo)}
+    )
+
+
+def test_power_limits_in_watts_and_why_others_are_absent(sysfs: Path) -> None:
+    got = _limits(
+        XEON,
+        {
+            0x610: (PKG_LIMIT, 0),
+            0x618: (0, errno.EACCES),
+            0x638: (0, 0),  # on bare metal a 0 limit register is believed: 0 W, disabled
+            0x640: (0, errno.EIO),
+            0x65C: (PSYS_LIMIT, 0),
+        },
+    )
+    assert [d.name for d in got.domains] == ["package", "pp0", "psys"]
+    assert got.absent["dram"].startswith(
+        "MSR_DRAM_POWER_LIMIT (0x618) is not in the msrdrv allowlist; the power-capping"
+    )
+    assert got.absent["pp1"] == "MSR_PP1_POWER_LIMIT (0x640) faults: not implemented on this CPU"
+    plan = _plan(XEON)
+    plan = Plan(plan.topology, (*plan.registers, *got.registers), plan.context)
+    assert sum(op.msr == 0x610 for op in plan.ops) == 1  # once per package, in the scrape's batch
+    take = Snapshots(plan, {0x610: PKG_LIMIT, 0x638: 0, 0x65C: PSYS_LIMIT})
+    registry = _registry(TelemetryCollector(plan, take, "msrdrv", 0.0, limits=got))
+    out = _scrape(registry)
+    pkg = 'domain="package",limit="{}",package="0"'
+    assert out[f"msr_rapl_power_limit_watts{{{pkg.format('pl1')}}}"] == 125.0
+    assert out[f"msr_rapl_power_limit_watts{{{pkg.format('pl2')}}}"] == 156.25
+    assert out[f"msr_rapl_power_limit_window_seconds{{{pkg.format('pl1')}}}"] == 1.0
+    assert out[f"msr_rapl_power_limit_window_seconds{{{pkg.format('pl2')}}}"] == 2**-10
+    assert out[f"msr_rapl_power_limit_enabled{{{pkg.format('pl1')}}}"] == 1
+    assert out['msr_rapl_power_limit_watts{domain="pp0",limit="pl1",package="0"}'] == 0
+    assert out['msr_rapl_power_limit_enabled{domain="psys",limit="pl1",package="0"}'] == 0
+    assert out['msr_rapl_power_limit_watts{domain="psys",limit="pl1",package="0"}'] == 100.0
+    assert not any('domain="dram"' in k or 'domain="pp1"' in k for k in out if k.startswith("msr_rapl_power"))
+    reasons = [k for k in out if k.startswith("msrctl_exporter_metric_absent_info") and "power_limit" in k]
+    assert len(reasons) == 2 and any("pp1: MSR_PP1_POWER_LIMIT (0x640) faults" in k for k in reasons)
+    if PROMTOOL:
+        text = generate_latest(registry).decode()
+        res = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
+        assert res.returncode == 0 and not res.stdout.strip(), res.stdout + res.stderr
+
+
+def test_power_limits_absent_under_qemu_and_without_rapl(sysfs: Path) -> None:
+    assert limits.probe_reads(QEMU, topology.read()) == []
+    amd = _limits(QEMU, {})
+    assert not amd.domains and set(amd.absent.values()) == {"RAPL power limits are Intel MSRs (AMD has none)"}
+    hyper = replace(XEON, flags=XEON.flags | {"hypervisor"})
+    under_vm = _limits(hyper, {0x610: (0, 0), 0x638: (0, 0), 0x640: (0, 0), 0x618: (0, 0), 0x65C: (0, 0)})
+    assert [d.name for d in under_vm.domains] == []
+    assert "reads 0: not implemented here" in under_vm.absent["package"]
+    no_rapl = _limits(XEON, {0x606: (0, 0)})
+    assert set(no_rapl.absent.values()) == {"MSR_RAPL_POWER_UNIT (0x606) reads 0: no RAPL here"}
+    denied = _limits(XEON, {0x606: (0, errno.EACCES)})
+    assert "power-capping" in denied.absent["package"]
