@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import sys
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -30,7 +31,10 @@ class _Server(ThreadingHTTPServer):
         self.socket = sock
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up mid-answer is not worth a traceback on stderr."""
+        """One line on stderr instead of a traceback; none for a client that hung up mid-answer."""
+        e = sys.exc_info()[1]
+        if not isinstance(e, ConnectionError):
+            sys.stderr.write(f"msrctl: exporter: error answering {client_address[0]}: {type(e).__name__}: {e}\n")
 
 
 def serve(sock: socket.socket, registry: CollectorRegistry) -> int:
