@@ -70,12 +70,12 @@ def fetch(url: str, timeout: float = 30.0) -> str:
 class Exporter:
     """`msrctl exporter` as msruser, its stderr in a file."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, user: tuple[str, ...] = tuple(MEMBER), port: int = EXPORTER_PORT, *opts: str) -> None:
         self.log = log
-        argv = [*MEMBER, sys.executable, "-m", "msrctl", "exporter", "--listen", f"127.0.0.1:{EXPORTER_PORT}"]
+        argv = [*user, sys.executable, "-m", "msrctl", *opts, "exporter", "--listen", f"127.0.0.1:{port}"]
         with open(log, "ab") as err:
             self.proc = subprocess.Popen([*argv, "-i", "200ms"], stdout=subprocess.DEVNULL, stderr=err, env=_env())
-        self.url = f"http://127.0.0.1:{EXPORTER_PORT}/metrics"
+        self.url = f"http://127.0.0.1:{port}/metrics"
         poll("the exporter to answer", self._ready, STARTUP_S)
 
     def _ready(self) -> str:
@@ -266,3 +266,22 @@ def test_startup_errors_are_one_line_each(dev: Device) -> None:
         assert r.returncode == code and len(lines) == 1 and lines[0].startswith("msrctl: error: "), (r.args, r.stderr)
         assert text in lines[0], (r.args, lines[0])
         assert r.stdout == ""
+
+
+def test_root_exports_through_the_kernels_msr_driver(dev: Device, lo_up: None, tmp_path: Path) -> None:
+    """--backend msr: root only (the driver has no allowlist), the backend named in the info metric."""
+    had_msr = Path("/sys/module/msr").exists()
+    subprocess.run(["modprobe", "msr"], check=True)
+    try:
+        exp = Exporter(tmp_path / "exporter-msr.log", (), EXPORTER_PORT + 2, "--backend", "msr")
+        try:
+            got = _series(exp._ready())
+        finally:
+            assert exp.stop() == 0
+        assert 'backend="msr"' in got["msrctl_exporter_info"][0][0]
+        cpus = {labels.split('cpu="')[1].split('"')[0] for labels, _ in got["msr_cpu_tsc_cycles_total"]}
+        assert cpus == {str(c) for c in online_cpus()}
+        assert "msrctl: warning: using the kernel's msr driver" in exp.log.read_text()
+    finally:
+        if not had_msr:
+            subprocess.run(["rmmod", "msr"], check=False)
