@@ -4,10 +4,11 @@ the families of its sample, cumulative energy counters, and the exporter's own h
 A scrape reads the hardware unless the previous read is younger than the minimum
 interval (--interval), in which case it serves that read's values again: two
 Prometheus servers scraping the same node then cost one batch, and the ratios
-and frequencies always cover at least that long.  The first read is taken at
-start-up, so the first scrape already has values.  Energy counters start at 0
-when the exporter starts and only grow: each read adds the joules derive()
-computed for its interval (32-bit RAPL wrap handled there).
+and frequencies cover at least that long.  The first read is taken at start-up;
+a scrape with no values yet (the first, or after a failed batch) always reads,
+so it never comes back empty while the hardware answers.  Energy counters start
+at 0 when the exporter starts and only grow: each read adds the joules derive()
+computed for its interval (the 32-bit RAPL wrap handled there).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class TelemetryCollector(Collector):
         with self.lock:
             t0 = time.perf_counter()
             self.scrapes += 1
-            if self.clock() - self.read_at >= self.min_interval_s:
+            if self.sample is None or self.clock() - self.read_at >= self.min_interval_s:
                 self._read()
             ctx = self.plan.context
             out: list[Any] = list(families.topology_families(self.plan.topology, self.sample))

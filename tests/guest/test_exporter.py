@@ -275,7 +275,7 @@ def test_root_exports_through_the_kernels_msr_driver(dev: Device, lo_up: None, t
     try:
         exp = Exporter(tmp_path / "exporter-msr.log", (), EXPORTER_PORT + 2, "--backend", "msr")
         try:
-            got = _series(exp._ready())
+            got = _series(poll("the TSC series", lambda: "msr_cpu_tsc_cycles_total{" in (t := exp._ready()) and t, 30))
         finally:
             assert exp.stop() == 0
         assert 'backend="msr"' in got["msrctl_exporter_info"][0][0]
