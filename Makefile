@@ -10,7 +10,7 @@ RESULTS := results
 # The guest kernel: the newest one installed with headers (linux-image-amd64).
 KVER    ?= $(shell ls -d /lib/modules/*/build 2>/dev/null | cut -d/ -f4 | sort -V | tail -1)
 
-.PHONY: all bootstrap module demo test test-host test-guest test-debug lint bench bench-irqoff clean
+.PHONY: all bootstrap module demo test test-host test-guest test-debug lint bench bench-irqoff bench-exporter clean
 
 all: module
 
@@ -39,6 +39,10 @@ bench: module
 # module before interrupts-off sections (bench/irqoff.py; emulated figures).
 bench-irqoff: module
 	$(PY) bench/irqoff.py
+
+# The CPU and wall time of one `msrctl exporter` scrape (bench/exporter.py; emulated figures).
+bench-exporter: module
+	$(PY) bench/exporter.py
 
 test-host: bootstrap
 	@mkdir -p $(RESULTS)
