@@ -56,8 +56,11 @@ class Limits:
         return tuple(REGISTERS[d.name] for d in self.domains)
 
     def absent_reasons(self) -> list[tuple[str, str]]:
-        """(metric, reason) for msrctl_exporter_metric_absent_info."""
-        return [(WATTS, f"{name}: {why}") for name, why in self.absent.items()]
+        """(metric, reason) for msrctl_exporter_metric_absent_info: the domains that share a reason, then it."""
+        by_why: dict[str, list[str]] = {}
+        for name, why in self.absent.items():
+            by_why.setdefault(why, []).append(name)
+        return [(WATTS, f"{', '.join(names)}: {why}") for why, names in by_why.items()]
 
 
 def probe_reads(cpu: CpuInfo, topology: Topology) -> list[tuple[int, int]]:
