@@ -559,3 +559,16 @@ def test_the_server_answers_scrapes_and_stops_on_sigterm(tmp_path: Path) -> None
     assert proc.returncode == 0 and out.strip() == "15", (out, err)
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("msrctl: exporter: error answering 127.0.0.1: RuntimeError"), err
+
+
+def test_the_committed_cost_report_is_rendered_from_its_figures() -> None:
+    import json
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import exporter as bench
+
+    data = json.loads((ROOT / "bench" / "results" / "exporter.json").read_text())
+    assert (ROOT / "bench" / "results" / "exporter.md").read_text() == bench.render(data)
+    assert "TCG" in data["emulated"] and data["runs"]
+    for run in data["runs"].values():
+        assert run["batches_per_scrape"] == 1.0  # one batch per scrape, for the whole machine
