@@ -153,6 +153,7 @@ def absent(context: Context) -> dict[tuple[str, str], None]:
 
 
 def rows(sample: Sample, scope: str) -> tuple[Row, ...]:
+    """The sample's rows of one scope."""
     return {CPU: sample.cpus, CORE: sample.cores, PACKAGE: sample.packages}[scope]
 
 
@@ -170,8 +171,9 @@ def energy_keys(sample: Sample, context: Context) -> Iterator[tuple[Key, float]]
 
 def topology_families(topology: Topology, sample: Sample | None) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
     """Which CPUs, cores and packages there are (msr_cpu_info), and each CPU's TSC as read."""
-    info = GaugeMetricFamily(CPU_INFO, "The CPUs the exporter reads: 1 per CPU, with its core and package.",
-                             labels=LABELS[CPU])  # fmt: skip
+    info = GaugeMetricFamily(
+        CPU_INFO, "The CPUs the exporter reads: 1 per CPU, with its core and package.", labels=LABELS[CPU]
+    )
     for c in topology.cpus:
         info.add_metric([str(c.cpu), str(c.core), str(c.package)], 1)
     yield info
