@@ -10,7 +10,7 @@ RESULTS := results
 # The guest kernel: the newest one installed with headers (linux-image-amd64).
 KVER    ?= $(shell ls -d /lib/modules/*/build 2>/dev/null | cut -d/ -f4 | sort -V | tail -1)
 
-.PHONY: all bootstrap module demo test test-host test-guest test-debug lint bench bench-irqoff bench-sampler clean
+.PHONY: all bootstrap module demo test test-host test-guest test-debug lint bench bench-irqoff bench-sampler bench-exporter clean
 
 all: module
 
@@ -45,6 +45,10 @@ bench-irqoff: module
 # (bench/sampler.py; 4 pinned vCPUs, one boot, about 6 minutes; emulated figures).
 bench-sampler: module
 	$(PY) bench/sampler.py
+
+# The CPU and wall time of one `msrctl exporter` scrape (bench/exporter.py; emulated figures).
+bench-exporter: module
+	$(PY) bench/exporter.py
 
 test-host: bootstrap
 	@mkdir -p $(RESULTS)

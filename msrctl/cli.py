@@ -553,6 +553,7 @@ def generate(
 # The allowlist, power, stat, decode, record and top commands live in their own modules (one job each).
 from . import cli_allowlist, cli_power, cli_record, cli_stat  # noqa: E402 (they need `app` defined first)
 from .cli_decode import decode as _decode  # noqa: E402
+from .cli_exporter import exporter as _exporter  # noqa: E402
 from .cli_top import top as _top  # noqa: E402
 
 app.add_typer(cli_allowlist.app, name="allowlist")
@@ -561,6 +562,7 @@ app.command(context_settings={"allow_interspersed_args": False})(cli_stat.stat)
 app.command()(_decode)
 app.command(context_settings={"allow_interspersed_args": False})(cli_record.record)
 app.command()(_top)
+app.command()(_exporter)
 
 
 # --- entry point -----------------------------------------------------------------

@@ -20,6 +20,7 @@ NOT_LOADED = 5  # msrdrv not loaded or /dev/msrdrv missing
 MODULE = 6  # load/unload failed: module missing, unsigned, no module support, in use
 NO_PMU = 7  # msrctl stat: no usable performance-monitoring unit, or too few free counters
 USAGE = 64  # bad command line, number, register name, CPU list or batch file
+UNAVAILABLE = 69  # sysexits EX_UNAVAILABLE: msrctl exporter cannot listen on its address
 
 EXIT_CODES: dict[int, str] = {
     OK: "success",
@@ -31,6 +32,7 @@ EXIT_CODES: dict[int, str] = {
     MODULE: "loading or unloading the module failed",
     NO_PMU: "no usable PMU (msrctl stat), or not enough free counters",
     USAGE: "usage error: bad option, number, register name, CPU list or batch file",
+    UNAVAILABLE: "msrctl exporter cannot listen: the port is in use or the address is not this machine's",
 }
 
 

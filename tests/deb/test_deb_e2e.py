@@ -424,6 +424,21 @@ def test_the_boot_time_allowlist_unit_is_off_and_works() -> None:
         conf.parent.rmdir()
 
 
+def test_the_exporter_unit_is_installed_and_off() -> None:
+    """msrctl-exporter.service ships disabled (dh_installsystemd --no-enable), hardened and
+    unprivileged; the fleet examples come with it."""
+    unit = Path("/usr/lib/systemd/system/msrctl-exporter.service")
+    assert unit.is_file()
+    assert not list(Path("/etc/systemd/system").glob("*.wants/msrctl-exporter.service"))
+    text = unit.read_text()
+    assert "ExecStart=/usr/bin/msrctl exporter\n" in text and "DynamicUser=yes\n" in text
+    assert "SupplementaryGroups=msr\n" in text
+    examples = Path("/usr/share/doc/msrctl/examples")
+    assert {"prometheus.yml", "msrctl.rules.yml"} <= {p.name for p in examples.iterdir()}
+    p = run("msrctl", "exporter", "--listen", "nowhere", check=False)
+    assert p.returncode == 64 and "bad listen address 'nowhere'" in p.stderr, p.stderr
+
+
 def test_bash_completion_is_installed_and_completes() -> None:
     script = (
         "source /usr/share/bash-completion/completions/msrctl\n"
