@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakecpu import write_sysfs
 
 from msrctl import allowlist
 from msrctl.cli_power import _SECONDS, _WATTS, _packages, parse_quantity
@@ -142,14 +143,7 @@ def test_power_capping_profile_never_grants_a_lock_bit() -> None:
 
 
 def test_packages_from_sysfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cpu = tmp_path / "sys/devices/system/cpu"
-    cpu.mkdir(parents=True)
-    (cpu / "online").write_text("0-3\n")
-    for n, package in enumerate((1, 1, 0, 0)):
-        (cpu / f"cpu{n}/topology").mkdir(parents=True)
-        (cpu / f"cpu{n}/topology/physical_package_id").write_text(f"{package}\n")
-        (cpu / f"cpu{n}/topology/core_id").write_text(f"{n % 2}\n")
-    monkeypatch.setenv("MSRCTL_SYSROOT", str(tmp_path))
+    write_sysfs(tmp_path, {0: (1, 0), 1: (1, 1), 2: (0, 0), 3: (0, 1)}, monkeypatch)
     assert _packages(None) == {0: 2, 1: 0}
 
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fakecpu import TWO_PACKAGES, write_sysfs
 
 from msrctl import abi
 from msrctl.device import Info
@@ -18,22 +19,12 @@ from msrctl.telemetry.derive import derive
 from msrctl.telemetry.msrs import APERF, MPERF, PKG_ENERGY, THERM_STATUS, TSC
 from msrctl.telemetry.plan import Context, Plan, PlanOp, Raw
 
-# 2 packages x 2 cores x 2 threads, numbered as Linux does: first threads, then siblings.
-LAYOUT = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1), 4: (0, 0), 5: (0, 1), 6: (1, 0), 7: (1, 1)}
+LAYOUT = TWO_PACKAGES
 
 
 @pytest.fixture
 def sysfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    base = tmp_path / "sys/devices/system/cpu"
-    base.mkdir(parents=True)
-    (base / "online").write_text("0-7\n")
-    for c, (package, core) in LAYOUT.items():
-        t = base / f"cpu{c}/topology"
-        t.mkdir(parents=True)
-        (t / "physical_package_id").write_text(f"{package}\n")
-        (t / "core_id").write_text(f"{core}\n")
-    monkeypatch.setenv("MSRCTL_SYSROOT", str(tmp_path))
-    return tmp_path
+    return write_sysfs(tmp_path, LAYOUT, monkeypatch)
 
 
 def test_topology_from_sysfs(sysfs: Path) -> None:

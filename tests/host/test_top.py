@@ -16,51 +16,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakecpu import QEMU, SMALL, STATIC, STEP, XEON, write_sysfs
+from fakecpu import plan as _plan
 
 from msrctl import errors, terminal
-from msrctl.telemetry import cpu, probe, table, topology
+from msrctl.telemetry import probe, table
 from msrctl.telemetry.derive import Sample, derive
 from msrctl.telemetry.plan import Plan, Raw
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# 1 package, 2 cores, 2 threads each (CPUs 2 and 3 are the siblings of 0 and 1).
-LAYOUT = {0: (0, 0), 1: (0, 1), 2: (0, 0), 3: (0, 1)}
-# A Skylake-SP (model 0x55: DRAM energy in fixed 15.3 uJ units) on bare metal.
-XEON = cpu.CpuInfo("GenuineIntel", 6, 0x55, "Xeon Gold 6130", frozenset({"aperfmperf", "dts", "pts"}))
-# What QEMU 7.2 TCG shows the guest: AMD family 0xF, none of the flags, and every MSR reads 0.
-QEMU = cpu.CpuInfo("AuthenticAMD", 0xF, 0x6B, "QEMU Virtual CPU version 2.5+", frozenset({"hypervisor"}))
-STATIC = {0xCE: 0x1800, 0x1A2: 100 << 16, 0x606: 0xA0E03, 0x19C: 1 << 31 | 0x2A << 16, 0x1B1: 0x28 << 16}
-# Counters over 0.1 s at a 2400 MHz base: 240M TSC ticks; APERF 180M (1800 MHz effective),
-# MPERF 120M (50 % busy, 3600 MHz busy); core C6 60M (25 %), PC2 24M (10 %), PC6 12M (5 %);
-# 3 x 2^14 package energy units (30 W), 2^14 DRAM units of 15.3 uJ (2.5067 W).
-STEP = {
-    0x10: 240_000_000, 0xE8: 180_000_000, 0xE7: 120_000_000, 0x3FD: 60_000_000,
-    0x60D: 24_000_000, 0x3F9: 12_000_000, 0x611: 3 * 16384, 0x619: 16384,
-}  # fmt: skip
-HEADER = table.Header("box", "Xeon Gold 6130", "msrdrv", 100_000_000, False, "q quits")
-STATUS = table.Status(7, 0.7, 0, 1)
-
 
 @pytest.fixture
 def sysfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    base = tmp_path / "sys/devices/system/cpu"
-    base.mkdir(parents=True)
-    (base / "online").write_text(f"0-{len(LAYOUT) - 1}\n")
-    for c, (package, core) in LAYOUT.items():
-        t = base / f"cpu{c}/topology"
-        t.mkdir(parents=True)
-        (t / "physical_package_id").write_text(f"{package}\n")
-        (t / "core_id").write_text(f"{core}\n")
-    monkeypatch.setenv("MSRCTL_SYSROOT", str(tmp_path))
-    return tmp_path
+    return write_sysfs(tmp_path, SMALL, monkeypatch)
 
 
-def _plan(info: cpu.CpuInfo, value: int | None = None) -> Plan:
-    topo = topology.read()
-    reads = probe.probe_reads(info, topo)
-    found = probe.evaluate(info, topo, {r: (STATIC.get(r[1], 123) if value is None else value, 0) for r in reads})
-    return Plan(topo, found.sampled, found.context)
+HEADER = table.Header("box", "Xeon Gold 6130", "msrdrv", 100_000_000, False, "q quits")
+STATUS = table.Status(7, 0.7, 0, 1)
 
 
 def _sample(plan: Plan, errs: dict[int, int] | None = None) -> Sample:
