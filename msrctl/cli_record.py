@@ -123,7 +123,7 @@ def record(
     (JSON null), with the reason printed once at the start.  With --kernel-timer the kernel
     reads the registers on every CPU at each tick and msrctl reads the records in batches."""
     from .telemetry import cpu as cpu_mod
-    from .telemetry import formats, probe, topology
+    from .telemetry import formats, ksource, probe, topology
     from .telemetry.interval import parse_interval
     from .telemetry.plan import Plan, Reader
 
@@ -134,25 +134,28 @@ def record(
         raise UsageError("-n and COMMAND conflict", "sampling stops after N samples or when COMMAND exits", "give one")
     chosen = sampled_cpus(cpus)
     with open_device(ctx) as dev:
+        if kernel_timer:
+            ksource.require(dev, interval_ns)
         topo = topology.read(chosen)
         found = probe.run(dev, cpu_mod.read(), topo)
         plan = Plan(topo, found.sampled, found.context)
-        check_size(dev, len(plan), plan.per_cpu())
+        if not kernel_timer:  # the kernel sampler's op set has its own limit (start explains it)
+            check_size(dev, len(plan), plan.per_cpu())
         for line in formats.start_lines(plan, found.absent(), interval_ns):
             _note(line)
         note = formats.wrap_note(plan, interval_ns)
         if note:
             _note(f"warning: {note}")
-        kernel = _start_kernel(dev, plan, interval_ns) if kernel_timer else None
-        if kernel is not None:
-            nops = kernel[0].header.nops
-            _note(f"kernel timer: msrdrv reads {nops} ops on each CPU at every tick, read back in batches")
         out = _open_output(output)
+        kernel = None
         try:
-            if kernel is None:
-                status = _loop(plan, _user_loop(Reader(dev, plan), interval_ns), interval_ns, count, command, fmt, out)
+            if kernel_timer:
+                kernel = ksource.start(dev, plan, interval_ns)
+                _note(f"kernel timer: msrdrv reads {kernel[0].header.nops} ops on each CPU at every tick")
+                ticks = _kernel_loop(plan, kernel, interval_ns)
             else:
-                status = _loop(plan, _kernel_loop(plan, kernel, interval_ns), interval_ns, count, command, fmt, out)
+                ticks = _user_loop(Reader(dev, plan), interval_ns)
+            status = _loop(plan, ticks, interval_ns, count, command, fmt, out)
         finally:
             if kernel is not None:
                 kernel[0].close()
@@ -168,12 +171,6 @@ def _open_output(path: str) -> Any:
         return open(path, "w", encoding="utf-8")  # closed by record()
     except OSError as e:
         raise MsrctlError(f"cannot write {path}", e.strerror or str(e), "check the path and permissions") from None
-
-
-def _start_kernel(dev: Any, plan: Any, interval_ns: int) -> Any:
-    from .telemetry import ksource
-
-    return ksource.start(dev, plan, interval_ns)
 
 
 def _user_loop(take: Any, interval_ns: int) -> Any:

@@ -154,6 +154,8 @@ class Assembler:
         for k in sorted(k for k in self.periods if k <= upto):
             out.append((k, self._raw(k, self.periods.pop(k))))
             self.emitted = k
+        for r in self.rings.values():  # offline spans wholly handed out are done with
+            r.away = [span for span in r.away if span[1] < 0 or span[1] > self.emitted]
         return out
 
     def _away(self, cpu: int, k: int) -> bool:
@@ -269,11 +271,11 @@ def check_period(period_ns: int, min_period_ns: int) -> None:
         )
 
 
-def start(dev: Any, plan: Plan, period_ns: int) -> tuple[Any, int]:
-    """A kernel sampler running plan's op set on its CPUs every period_ns, and the
-    CLOCK_MONOTONIC time of its first tick; an MsrctlError (one line) if it cannot run."""
+def require(dev: Any, period_ns: int) -> None:
+    """An MsrctlError (one line) unless dev is a msrdrv with the kernel sampler that
+    takes period_ns from this user: checked before the probe reads anything."""
     from .. import errors
-    from ..device import DeviceError, MsrError
+    from ..device import MsrError
     from ..errors import MsrctlError, UsageError
     from ..ksampler import sampler as ks
 
@@ -290,6 +292,16 @@ def start(dev: Any, plan: Plan, period_ns: int) -> tuple[Any, int]:
             "--kernel-timer is not available", str(e), "or record without --kernel-timer", errors.NOT_LOADED
         ) from None
     check_period(period_ns, lim.min_period_ns)
+
+
+def start(dev: Any, plan: Plan, period_ns: int) -> tuple[Any, int]:
+    """A kernel sampler running plan's op set on its CPUs every period_ns, and the
+    CLOCK_MONOTONIC time of its first tick; an MsrctlError (one line) if it is refused."""
+    from .. import errors
+    from ..device import DeviceError
+    from ..errors import MsrctlError
+    from ..ksampler import sampler as ks
+
     records, watermark = ring_size(period_ns)
     t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + period_ns  # ticks fall on start + k * period
     try:
