@@ -16,6 +16,7 @@ errno for that period, never another period's values.
 from __future__ import annotations
 
 import errno
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -89,6 +90,11 @@ class Assembler:
             return 0
         return round(dtsc / self._ticks(self.period_ns))
 
+    def _excess(self, dtsc: int, steps: int) -> int:
+        """Whole periods a TSC difference spans beyond `steps`, counting only 3/4 of a period
+        or more: a tick late by less than a period is jitter, not a skipped tick."""
+        return max(0, math.floor(dtsc / self._ticks(self.period_ns) - steps + 0.25))
+
     def tell_missed(self, missed: dict[int, int]) -> None:
         """The rings' `missed` counters (header values) before the records about to be added."""
         for cpu, n in missed.items():
@@ -122,7 +128,7 @@ class Assembler:
             else:
                 steps = seq_steps - r.events
                 if r.budget and self.tsc_khz:  # the timer skipped periods: place them by TSC
-                    extra = min(r.budget, max(0, self._periods(rec.tsc - r.last_tsc) - steps))
+                    extra = min(r.budget, self._excess(rec.tsc - r.last_tsc, steps))
                     steps += extra
                     r.budget -= extra
                 r.index += max(1, steps)
@@ -131,6 +137,10 @@ class Assembler:
                 self.late_records += 1
                 continue
             self.periods.setdefault(r.index, {})[rec.cpu] = rec
+        for r in self.rings.values():
+            # A skip is counted in the tick that writes the record after it, so that record
+            # came with this read: a budget left over is not spent on later jitter.
+            r.budget = 0
 
     def _first_index(self, tsc: int, r: _Ring) -> int:
         """A ring's first sample (at the start or back online): period 0 for the very first
