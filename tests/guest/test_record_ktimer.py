@@ -91,7 +91,7 @@ def test_kernel_timer_jsonl_while_a_command_runs(dev: Device, tmp_path: Path) ->
     assert len(objs) >= 5 and all(o["late_ms"] == 0 and o["final"] is False for o in objs)
     t = [o["t_monotonic_ns"] for o in objs]
     seen = [(o["sample"], o["t_monotonic_ns"], [c["tsc"] for c in o["cpus"]]) for o in objs]
-    assert t == sorted(t) and len(set(t)) == len(t), seen
+    assert t == sorted(t) and len(set(t)) == len(t), (seen, r.stderr)
     r = msrctl("record", "--kernel-timer", "-i", "20ms", "-o", str(out), "--", "sh", "-c", "sleep 0.1; exit 3")
     assert r.returncode == 3, r.stderr
 
@@ -114,7 +114,7 @@ def test_kernel_timer_while_a_cpu_goes_offline(dev: Device, cpu1_back: None, tmp
     set_cpu_online(1, True)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0 and "Traceback" not in err, err
-    header, rows = _csv(out.read_text())
+    _, rows = _csv(out.read_text())
     assert len(rows) == 150 * _per_sample()
     cpu1 = [r for r in rows if r["scope"] == "cpu" and r["cpu"] == "1"]
     empty = [r["sample"] for r in cpu1 if r["tsc"] == ""]  # no record for that period: offline
