@@ -247,14 +247,20 @@ class KernelSource:
         return sum(h.dropped for h in status), sum(h.missed for h in status)
 
 
-def ring_size(period_ns: int) -> tuple[int, int]:
-    """(records per ring, watermark): wake about every 50 ms (every period if longer), with
-    room for 8 wakes' worth, so a slow reader rarely makes a ring drop."""
+RING_BYTES = 2 << 20  # all rings' records together: half a group member's sampler_max_kib_user
+
+
+def ring_size(period_ns: int, nops: int = 1, ncpus: int = 1) -> tuple[int, int]:
+    """(records per ring, watermark): wake about every 50 ms (every period if longer), and
+    room for 2 s of records, so a reader the system starves for a while loses nothing;
+    smaller when the rings' records would pass RING_BYTES."""
     watermark = max(1, min(1024, 50_000_000 // period_ns))
     records = 16
-    while records < 8 * watermark:
+    while records < max(8 * watermark, 2_000_000_000 // period_ns) and records < 4096:
         records *= 2
-    return records, watermark
+    while records > 16 and records * (32 + 8 * nops) * ncpus > RING_BYTES:
+        records //= 2
+    return records, min(watermark, records // 4)
 
 
 MAX_PERIOD_NS = 60_000_000_000  # the kernel sampler's longest period
@@ -312,7 +318,7 @@ def start(dev: Any, plan: Plan, period_ns: int) -> tuple[Any, int]:
     from ..errors import MsrctlError
     from ..ksampler import sampler as ks
 
-    records, watermark = ring_size(period_ns)
+    records, watermark = ring_size(period_ns, len(op_set(plan)), len(plan.topology.cpus))
     t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + period_ns  # ticks fall on start + k * period
     try:
         sampler = ks.Sampler(op_set(plan), plan.topology.numbers, period_ns, records, watermark, device=dev)

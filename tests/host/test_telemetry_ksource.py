@@ -194,5 +194,10 @@ def test_period_checks() -> None:
 @pytest.mark.parametrize("period", [100_000, 1_000_000, 10_000_000, 50_000_000, 1_000_000_000])
 def test_ring_size(period: int) -> None:
     records, watermark = ring_size(period)
-    assert records & (records - 1) == 0 and records >= 16 and 1 <= watermark <= records // 8
-    assert watermark * period <= max(period, 50_000_000)
+    assert records & (records - 1) == 0 and 16 <= records <= 4096 and 1 <= watermark <= records // 4
+    assert watermark * period <= max(period, 50_000_000)  # a wake at least every 50 ms
+    assert records * period >= min(2_000_000_000, 4096 * period)  # 2 s of records, up to 4096
+    # many CPUs and ops: the rings stay within RING_BYTES, a quarter of a ring still wakes
+    records, watermark = ring_size(period, nops=20, ncpus=256)
+    assert records * (32 + 8 * 20) * 256 <= ksource.RING_BYTES or records == 16
+    assert records & (records - 1) == 0 and 1 <= watermark <= records // 4
