@@ -109,14 +109,21 @@ def record(
     output: str = typer.Option("-", "-o", "--output", metavar="FILE", help="Write samples here (default stdout)."),
     fmt: str = typer.Option("csv", "--format", metavar="FORMAT", help="csv (a row per CPU, core, package) or jsonl."),
     cpus: Optional[str] = typer.Option(None, "-p", "--cpu", metavar="CPUS", help="CPU list (default all online)."),
+    kernel_timer: bool = typer.Option(
+        False,
+        "--kernel-timer",
+        help="Sample from msrdrv's per-CPU kernel timers (docs/sampler.md) instead of a user-space loop; "
+        "same columns.  Needs msrdrv 0.3+; the interval is at least its sampler_min_period_ns(_user).",
+    ),
 ) -> None:
     """Record telemetry in watts, joules, MHz, degrees C and percent: one batch per sample for all CPUs.
 
     Stops after -n samples, when COMMAND exits, or on Ctrl-C; the summary (samples, late and
     missed intervals, energy) goes to stderr.  Metrics this machine lacks are empty cells
-    (JSON null), with the reason printed once at the start."""
+    (JSON null), with the reason printed once at the start.  With --kernel-timer the kernel
+    reads the registers on every CPU at each tick and msrctl reads the records in batches."""
     from .telemetry import cpu as cpu_mod
-    from .telemetry import formats, probe, topology
+    from .telemetry import formats, ksource, probe, topology
     from .telemetry.interval import parse_interval
     from .telemetry.plan import Plan, Reader
 
@@ -127,19 +134,31 @@ def record(
         raise UsageError("-n and COMMAND conflict", "sampling stops after N samples or when COMMAND exits", "give one")
     chosen = sampled_cpus(cpus)
     with open_device(ctx) as dev:
+        if kernel_timer:
+            ksource.require(dev, interval_ns)
         topo = topology.read(chosen)
         found = probe.run(dev, cpu_mod.read(), topo)
         plan = Plan(topo, found.sampled, found.context)
-        check_size(dev, len(plan), plan.per_cpu())
+        if not kernel_timer:  # the kernel sampler's op set has its own limit (start explains it)
+            check_size(dev, len(plan), plan.per_cpu())
         for line in formats.start_lines(plan, found.absent(), interval_ns):
             _note(line)
         note = formats.wrap_note(plan, interval_ns)
         if note:
             _note(f"warning: {note}")
         out = _open_output(output)
+        kernel = None
         try:
-            status = _loop(plan, Reader(dev, plan), interval_ns, count, command, fmt, out)
+            if kernel_timer:
+                kernel = ksource.start(dev, plan, interval_ns)
+                _note(f"kernel timer: msrdrv reads {kernel[0].header.nops} ops on each CPU at every tick")
+                ticks = _kernel_loop(plan, kernel, interval_ns)
+            else:
+                ticks = _user_loop(Reader(dev, plan), interval_ns)
+            status = _loop(plan, ticks, interval_ns, count, command, fmt, out)
         finally:
+            if kernel is not None:
+                kernel[0].close()
             if out is not sys.stdout:
                 out.close()
     raise typer.Exit(status)
@@ -154,18 +173,31 @@ def _open_output(path: str) -> Any:
         raise MsrctlError(f"cannot write {path}", e.strerror or str(e), "check the path and permissions") from None
 
 
-def _loop(plan: Any, take: Any, interval_ns: int, count: Optional[int], command: Any, fmt: str, out: Any) -> int:
+def _user_loop(take: Any, interval_ns: int) -> Any:
+    """The ticks of the user-space loop: one batch submitted per interval."""
+    from .telemetry.sampler import Sampler
+
+    return lambda waker: Sampler(take, interval_ns, wait=waker.wait)
+
+
+def _kernel_loop(plan: Any, kernel: Any, interval_ns: int) -> Any:
+    """The ticks of a running kernel sampler (ksource.start's sampler and first tick time)."""
+    from .telemetry.ksource import KernelSource
+
+    return lambda waker: KernelSource(plan, kernel[0], interval_ns, kernel[1], idle=lambda: waker.wait(0))
+
+
+def _loop(plan: Any, ticks: Any, interval_ns: int, count: Optional[int], command: Any, fmt: str, out: Any) -> int:
     """Sample until done; returns the exit status (the command's, if one ran)."""
     import subprocess
 
     from .device import MsrError
     from .telemetry import formats
     from .telemetry.derive import derive
-    from .telemetry.sampler import Sampler
     from .telemetry.totals import Totals
 
     waker = _Waker()
-    sampler = Sampler(take, interval_ns, wait=waker.wait)
+    sampler = ticks(waker)
     waker.stop = sampler.stop
     totals = Totals()
     proc = None
@@ -206,6 +238,9 @@ def _loop(plan: Any, take: Any, interval_ns: int, count: Optional[int], command:
     packages = [c.package for c in plan.topology.packages()]
     for line in formats.summary_lines(totals, sampler.stats, packages, interval_ns):
         _note(line)
+    if hasattr(sampler, "ring_counts"):
+        dropped, skipped = sampler.ring_counts()
+        _note(f"kernel sampler: {dropped} records dropped (ring full), {skipped} ticks skipped by the timer")
     if failure is not None:
         if proc is not None:
             proc.wait()
