@@ -76,6 +76,8 @@ SMP=y
 HOTPLUG_CPU=y
 X86_MSR=y
 X86_CPUID=y
+# the sampler's rings are charged to the caller's memory cgroup (test_sampler)
+MEMCG=y
 PERF_EVENTS=y
 SECURITY=y
 SECURITYFS=y
