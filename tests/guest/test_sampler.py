@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from conftest import (
     Device,
+    Pages,
     abi,
     ffi,
     load_module,
@@ -458,6 +459,59 @@ def test_out_fields_and_new_fd(dev: Device) -> None:
         assert os.readlink(f"/proc/self/fd/{ret}") == "anon_inode:[msrdrv-sampler]"
     finally:
         os.close(ret)
+
+
+def open_fds() -> set[int]:
+    return {int(n) for n in os.listdir("/proc/self/fd")}
+
+
+def test_start_with_unwritable_out_fields_is_efault_and_leaves_nothing(dev: Device) -> None:
+    """The request is read, the sampler made, then its out fields cannot be stored:
+    EFAULT, and no fd, timer, ring or sampler count is left behind."""
+    pages = Pages(1)
+    try:
+        _, req = raw_start(dev.fd, nrecords=64, period_ns=50_000_000, nops=0)  # a template: EINVAL
+        ffi.memmove(ffi.cast("void *", pages.page(0)), req, ffi.sizeof("struct msrdrv_sampler_start"))
+        arr = ffi.new("struct msrdrv_op[]", 1)
+        arr[0].op, arr[0].cpu = abi.OP_RDTSC, abi.CPU_SELF
+        bitmap = ffi.new("uint8_t[]", [1])
+        ro = ffi.cast("struct msrdrv_sampler_start *", pages.page(0))
+        ro.nops, ro.ops, ro.cpus, ro.cpus_size = 1, abi.address(arr), abi.address(bitmap), 1
+        pages.read_only(0)
+        fds, base = open_fds(), refcnt()
+        for _ in range(20):  # more than the 16 samplers allowed: a leaked count would show as EBUSY
+            assert errname(abi.ioctl(dev.fd, abi.IOC_SAMPLER_START, ro)) == "EFAULT"
+        assert open_fds() == fds and refcnt() == base
+        ret, _ = raw_start(dev.fd)
+        assert ret >= 0, errname(ret)
+        os.close(ret)
+    finally:
+        pages.close()
+
+
+def test_start_without_a_free_fd_is_emfile_and_leaves_nothing(dev: Device) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fds, base = open_fds(), refcnt()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(fds) + 1, hard))
+    held: list[int] = []
+    try:
+        while True:  # fill every slot below the limit
+            try:
+                held.append(os.open("/dev/null", os.O_RDONLY))
+            except OSError:
+                break
+        for _ in range(20):
+            assert errname(raw_start(dev.fd)[0]) == "EMFILE"
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert open_fds() == fds and refcnt() == base
+    ret, _ = raw_start(dev.fd)
+    assert ret >= 0, errname(ret)
+    os.close(ret)
 
 
 def test_too_many_samplers_is_ebusy(dev: Device) -> None:
