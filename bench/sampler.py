@@ -137,6 +137,8 @@ def render(data: dict[str, Any]) -> str:
         a, b = f[f"kernel_{k}"]["median"], f[f"user_{k}"]["median"]
         if not a or not b:
             return ""
+        if a < 0 or b < 0:  # a CPU "lost" negative time: the figure is below the emulator's noise
+            return "n/a (below the noise)"
         r = a / b if higher_better else b / a
         return f"{r:.1f}x"
 
