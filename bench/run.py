@@ -28,6 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
+import doctable  # noqa: E402
 import suite  # noqa: E402
 import vm  # noqa: E402
 
@@ -190,12 +191,7 @@ def plot(data: dict[str, Any], path: Path) -> bool:
 
 
 def update_docs(table: str) -> None:
-    readme = REPO / "docs" / "benchmarks.md"
-    text = readme.read_text()
-    if README_START in text and README_END in text:
-        head, rest = text.split(README_START, 1)
-        _, tail = rest.split(README_END, 1)
-        readme.write_text(f"{head}{README_START}\n{table}{README_END}{tail}")
+    doctable.replace_between(REPO / "docs" / "benchmarks.md", README_START, README_END, table)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
