@@ -103,19 +103,34 @@ def _cpu_row(c: Cpu, pair: _Pair) -> Row:
     return row
 
 
+def _thermal_and_residency(
+    row: Row,
+    c: Cpu,
+    pair: _Pair,
+    prefix: str,
+    status: Register,
+    residencies: tuple[tuple[str, Register], ...],
+    package: bool = False,
+) -> None:
+    """A core's or package's temperature and throttle bits from its thermal status register
+    (the package's has no valid bit), and its C-state residencies against the TSC."""
+    ctx = pair.plan.context
+    therm = pair.value(c.cpu, status)
+    if therm is not None:
+        if ctx.available(f"{prefix}_temp_c"):
+            row[f"{prefix}_temp_c"] = metrics.temperature_c(ctx.tjmax[c.package], therm, valid_bit=not package)
+        row[f"{prefix}_throttle"] = metrics.throttle(therm, package=package)
+        row[f"{prefix}_throttle_log"] = metrics.throttle_log(therm, package=package)
+    d_tsc = pair.delta(c.cpu, TSC)
+    for name, reg in residencies:
+        row[name] = _ratio(metrics.residency_pct, pair.delta(c.cpu, reg), d_tsc)
+
+
 def _core_row(c: Cpu, pair: _Pair, dt: float) -> Row:
     ctx = pair.plan.context
     row = _ids(c, pair, CORE)
     row.update(dict.fromkeys(_NAMES[CORE]))
-    therm = pair.value(c.cpu, msrs.THERM_STATUS)
-    if therm is not None:
-        if ctx.available("core_temp_c"):
-            row["core_temp_c"] = metrics.temperature_c(ctx.tjmax[c.package], therm)
-        row["core_throttle"] = metrics.throttle(therm)
-        row["core_throttle_log"] = metrics.throttle_log(therm)
-    d_tsc = pair.delta(c.cpu, TSC)
-    for name, reg in _CORE_RES:
-        row[name] = _ratio(metrics.residency_pct, pair.delta(c.cpu, reg), d_tsc)
+    _thermal_and_residency(row, c, pair, "core", msrs.THERM_STATUS, _CORE_RES)
     d_energy = pair.delta(c.cpu, msrs.AMD_CORE_ENERGY)
     if d_energy is not None:
         joules = d_energy * ctx.energy_unit[c.package, msrs.AMD_CORE_ENERGY.msr]
@@ -127,15 +142,7 @@ def _package_row(c: Cpu, pair: _Pair, dt: float) -> Row:
     ctx = pair.plan.context
     row = _ids(c, pair, PACKAGE)
     row.update(dict.fromkeys(_NAMES[PACKAGE]))
-    therm = pair.value(c.cpu, msrs.PACKAGE_THERM_STATUS)
-    if therm is not None:
-        if ctx.available("pkg_temp_c"):
-            row["pkg_temp_c"] = metrics.temperature_c(ctx.tjmax[c.package], therm, valid_bit=False)
-        row["pkg_throttle"] = metrics.throttle(therm, package=True)
-        row["pkg_throttle_log"] = metrics.throttle_log(therm, package=True)
-    d_tsc = pair.delta(c.cpu, TSC)
-    for name, reg in _PKG_RES:
-        row[name] = _ratio(metrics.residency_pct, pair.delta(c.cpu, reg), d_tsc)
+    _thermal_and_residency(row, c, pair, "pkg", msrs.PACKAGE_THERM_STATUS, _PKG_RES, package=True)
     for domain, reg in _ENERGY:
         d_energy = pair.delta(c.cpu, reg)
         if d_energy is not None:
