@@ -62,9 +62,10 @@ test-guest: module
 # (linux-source-6.1) with virtme-ng's small config plus KASAN, KFENCE, lockdep,
 # UBSAN, DEBUG_OBJECTS and GCOV, built once and cached in
 # /var/cache/msrdrv-debug-kernel (tests/debug/kernel.sh; about 40 minutes the
-# first time on 2 cores; the guest then boots in about 11); the module built
-# with coverage; sanitizer and lockdep reports in the guest's log fail;
-# results, findings and the coverage of dkms/*.c in results/debug/.
+# first time on 2 cores; a guest then boots in about 11); the module built
+# with coverage; the test files split among two guests run at once
+# (tests/debug/shards.py); sanitizer and lockdep reports in a guest's log
+# fail; results, findings and the coverage of dkms/*.c in results/debug/.
 # DEBUG_TESTS= runs a subset of tests/guest.
 DEBUG_TESTS ?=
 

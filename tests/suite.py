@@ -68,6 +68,11 @@ def main() -> int:
     ap.add_argument("--gcov", type=Path, metavar="DIR", help="module with coverage; the guest saves it in DIR")
     ap.add_argument("--debug-dmesg", action="store_true", help="flag sanitizer and lockdep reports too")
     ap.add_argument("--timeout", type=int, default=3600, help="limit for the whole guest run (s)")
+    # Several guests sharing one build (tests/debug/run.sh's shards): build
+    # once, then boot each without rebuilding the module under the others.
+    build = ap.add_mutually_exclusive_group()
+    build.add_argument("--build-only", action="store_true", help="build the module, boot nothing")
+    build.add_argument("--no-build", action="store_true", help="boot with the module already built")
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     if args.kdir:
@@ -79,12 +84,16 @@ def main() -> int:
         (results / name).unlink(missing_ok=True)
 
     t0 = time.monotonic()
-    build_module(kernel, args.kdir, gcov=bool(args.gcov))
     python = args.python or sys.executable
-    # The guest's root is read-only: byte-compile here, or every guest
-    # process compiles msrctl again from source, under emulation.
-    subprocess.run([python, "-m", "compileall", "-q", str(REPO / "msrctl"), str(REPO / "tests")], check=False)
+    if not args.no_build:
+        build_module(kernel, args.kdir, gcov=bool(args.gcov))
+        # The guest's root is read-only: byte-compile here, or every guest
+        # process compiles msrctl again from source, under emulation.
+        subprocess.run([python, "-m", "compileall", "-q", str(REPO / "msrctl"), str(REPO / "tests")], check=False)
     t_build = time.monotonic() - t0
+    if args.build_only:
+        print(f"suite.py: module built for {kernel} in {t_build:.1f} s")
+        return 0
     extra = shlex.join(args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args)
     # Debian's python3 (typer 0.7, cffi 1.15): the stack the msrctl package
     # runs on, and one that starts in about a second in the guest, where the

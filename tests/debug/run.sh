@@ -8,8 +8,13 @@
 #
 #     tests/debug/run.sh [pytest args for the guest, e.g. tests/guest/test_msrdrv.py]
 #
-# Results in results/debug/: guest.xml, dmesg.txt, findings.txt (the flagged
-# dmesg lines), gcov/*.gcda, coverage.info, coverage.txt, html/, summary.txt.
+# Test files (all of tests/guest by default) run in MSRDRV_DEBUG_SHARDS
+# guests at once (2; split by tests/debug/shards.py), other pytest arguments
+# in one.  Results in
+# results/debug/: shardN/ (files.txt, suite.log, guest.xml, dmesg.txt,
+# gcov/*.gcda) per guest; findings.txt (the flagged dmesg lines of all),
+# coverage.info, coverage.txt, html/ (the guests' coverage added up),
+# summary.txt.
 # MSRDRV_DEBUG_TEST_TIMEOUT: per-test limit in the guest (900 s: the debug
 # kernel under TCG is several times slower); MSRDRV_DEBUG_TIMEOUT: the whole
 # guest run (7200 s).  Exit status 0 only when every test passed and the log
@@ -33,53 +38,100 @@ t_kernel=$(($(date +%s) - T0))
 log "kernel ready in ${t_kernel} s: $tree"
 
 rm -rf "$OUT"
-mkdir -p "$OUT/gcov"
-[ $# -eq 0 ] && set -- tests/guest
+mkdir -p "$OUT"
 t=$(date +%s)
-"$PY" tests/suite.py --kdir "$tree" --kernel-image "$tree" --gcov "$OUT/gcov" \
-	--debug-dmesg --results "$OUT" --timeout "${MSRDRV_DEBUG_TIMEOUT:-7200}" \
-	-- --timeout="${MSRDRV_DEBUG_TEST_TIMEOUT:-900}" "$@" 2>&1 | tee "$OUT/suite.log"
-rc=${PIPESTATUS[0]}
-t_guest=$(($(date +%s) - t))
-log "module build, boot and guest suite: ${t_guest} s (exit $rc)"
+"$PY" tests/suite.py --kdir "$tree" --gcov "$OUT" --build-only || { log "error: the module did not build against $tree"; exit 2; }
 
-# Every flagged kernel-log line, with the report's first lines around it.
-"$PY" - "$OUT/dmesg.txt" >"$OUT/findings.txt" <<'PYEOF'
+# Test files (the whole suite by default) run in MSRDRV_DEBUG_SHARDS guests
+# at once (2), each on a share of them (tests/debug/shards.py); other pytest
+# arguments run in one guest.
+[ $# -eq 0 ] && set -- tests/guest/test_*.py
+only_files=1
+for a in "$@"; do [ -f "$a" ] || only_files=0; done
+shards=()
+if [ $only_files = 1 ]; then
+	mapfile -t shards < <("$PY" tests/debug/shards.py "${MSRDRV_DEBUG_SHARDS:-2}" "$@")
+else
+	shards=("$(printf '%q ' "$@")")
+fi
+declare -A shard_of
+shard_dirs=()
+for i in "${!shards[@]}"; do
+	d=$OUT/shard$((i + 1))
+	shard_dirs+=("$d")
+	mkdir -p "$d/gcov"
+	echo "${shards[$i]}" >"$d/files.txt"
+	log "shard$((i + 1)): ${shards[$i]}"
+	eval "set -- ${shards[$i]}"
+	"$PY" tests/suite.py --no-build --kdir "$tree" --kernel-image "$tree" --gcov "$d/gcov" \
+		--debug-dmesg --results "$d" --timeout "${MSRDRV_DEBUG_TIMEOUT:-7200}" \
+		-- --timeout="${MSRDRV_DEBUG_TEST_TIMEOUT:-900}" "$@" >"$d/suite.log" 2>&1 &
+	shard_of[$!]=shard$((i + 1))
+done
+rc=0
+while [ ${#shard_of[@]} -gt 0 ]; do
+	wait -n -p pid
+	src=$?
+	s=${shard_of[$pid]}
+	unset "shard_of[$pid]"
+	[ "$src" -eq 0 ] || rc=1
+	log "$s ended (exit $src): $(grep -E '^guest:' "$OUT/$s/suite.log" || echo 'no closing line')"
+done
+t_guest=$(($(date +%s) - t))
+log "module build, boots and guest suite: ${t_guest} s (exit $rc); logs: $OUT/shard*/suite.log"
+
+# Every flagged kernel-log line, with the shard it came from.
+"$PY" - "${shard_dirs[@]/%//dmesg.txt}" >"$OUT/findings.txt" <<'PYEOF'
 import sys
 sys.path.insert(0, "tests")
 import vm
 from pathlib import Path
-path = Path(sys.argv[1])
-lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-for i, line in enumerate(lines):
-    if vm.DMESG_DEBUG_BAD.search(line):
-        print(f"{i + 1}: {line}")
+for arg in sys.argv[1:]:
+    path = Path(arg)
+    if not path.exists():
+        print(f"{path}: missing (the guest did not finish)")
+        continue
+    for i, line in enumerate(path.read_text(errors="replace").splitlines()):
+        if vm.DMESG_DEBUG_BAD.search(line):
+            print(f"{path.parent.name}:{i + 1}: {line}")
 PYEOF
 log "dmesg: $(wc -l <"$OUT/findings.txt") flagged line(s) (results/debug/findings.txt)"
 
-# Coverage: the guest's .gcda next to the build's .gcno, then lcov.
+# Coverage: each guest's .gcda next to the build's .gcno, lcov per guest,
+# then the sum.
 cov="no coverage data"
-if compgen -G "$OUT/gcov/*.gcda" >/dev/null; then
-	cp "$OUT"/gcov/*.gcda dkms/
-	if lcov --quiet --capture --rc lcov_branch_coverage=1 --directory dkms --output-file "$OUT/coverage.info" 2>"$OUT/lcov.log"; then
-		"$PY" tests/debug/coverage.py "$OUT/coverage.info" >"$OUT/coverage.txt"
-		genhtml --quiet --branch-coverage -o "$OUT/html" "$OUT/coverage.info" >>"$OUT/lcov.log" 2>&1 || true
-		cov=$(tail -1 "$OUT/coverage.txt")
-		cat "$OUT/coverage.txt"
-	else
-		cov="lcov failed (results/debug/lcov.log)"
+infos=()
+for d in "$OUT"/shard*; do
+	compgen -G "$d/gcov/*.gcda" >/dev/null || continue
+	cp "$d"/gcov/*.gcda dkms/
+	if lcov --quiet --capture --rc lcov_branch_coverage=1 --directory dkms --output-file "$d/coverage.info" 2>>"$OUT/lcov.log"; then
+		infos+=(--add-tracefile "$d/coverage.info")
 	fi
 	rm -f dkms/*.gcda
+done
+if [ ${#infos[@]} -gt 0 ] &&
+	lcov --quiet --rc lcov_branch_coverage=1 "${infos[@]}" --output-file "$OUT/coverage.info" 2>>"$OUT/lcov.log"; then
+	"$PY" tests/debug/coverage.py "$OUT/coverage.info" >"$OUT/coverage.txt"
+	genhtml --quiet --branch-coverage -o "$OUT/html" "$OUT/coverage.info" >>"$OUT/lcov.log" 2>&1 || true
+	cov=$(tail -1 "$OUT/coverage.txt")
+	cat "$OUT/coverage.txt"
+elif compgen -G "$OUT/shard*/gcov/*.gcda" >/dev/null; then
+	cov="lcov failed (results/debug/lcov.log)"
 fi
 log "$cov"
+[ -s "$OUT/findings.txt" ] && rc=1
 
 {
 	echo "kernel tree: $tree"
 	echo "kernel: $(cat "$tree/.msrdrv-debug-done")"
-	echo "kernel step: ${t_kernel} s; module build + boot + guest suite: ${t_guest} s"
-	grep -E '^(guest:|suite\.py:)' "$OUT/suite.log"
+	echo "kernel step: ${t_kernel} s; module build + boots + guest suite: ${t_guest} s"
+	for d in "$OUT"/shard*; do
+		echo "${d##*/}: $(cat "$d/files.txt")"
+		grep -E '^(guest:|suite\.py:)' "$d/suite.log" | sed "s/^/  /"
+	done
 	echo "dmesg findings: $(wc -l <"$OUT/findings.txt")"
 	echo "$cov"
+	"$PY" tests/summary.py "$OUT"/shard*/guest.xml | tail -1 | sed 's/^all:/guest, all shards:/'
 } >"$OUT/summary.txt"
 cat "$OUT/summary.txt"
 exit "$rc"
