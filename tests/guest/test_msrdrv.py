@@ -480,6 +480,36 @@ def test_unload_refused_while_open_then_reload(loaded: None) -> None:
     load_module()
 
 
+# An admin's typo in modprobe.d fails the load, naming the parameter, rather
+# than loading a module that clamps it silently.
+BAD_PARAMETERS = {
+    "max_ops=0": "max_ops=0, max_ops_user=",
+    "max_ops_user=65537": "max_ops_user=65537: each must be 1-65536",
+    "section_ops=0": "section_ops=0 out of range 1-4096",
+    "section_ops=4097": "section_ops=4097 out of range 1-4096",
+    "sampler_max=1025": "sampler parameters out of range",
+    "sampler_max_ops_user=65": "sampler parameters out of range",
+    "sampler_min_period_ns=999": "sampler parameters out of range",
+    "sampler_max_kib=15": "sampler parameters out of range",
+}
+
+
+def test_out_of_range_parameters_refuse_the_load(loaded: None) -> None:
+    unload_module()
+    try:
+        for param, message in BAD_PARAMETERS.items():
+            marker = f"msrdrv-tests: insmod {param}"
+            Path("/dev/kmsg").write_text(marker + "\n")
+            r = subprocess.run(["insmod", str(REPO / "dkms/msrdrv.ko"), param], capture_output=True, text=True)
+            assert r.returncode != 0 and not module_loaded() and not NODE.exists(), param
+            log = subprocess.run(["dmesg"], capture_output=True, text=True, check=True).stdout
+            assert message in log.rsplit(marker, 1)[1], (param, log.rsplit(marker, 1)[1][-400:])
+    finally:
+        load_module()
+    with Device() as d:
+        assert read_on(d, APIC_BASE, 0) == 0xFEE00900
+
+
 def test_many_load_unload_cycles(loaded: None) -> None:
     for _ in range(5):
         unload_module()
