@@ -67,6 +67,9 @@ for i in "${!shards[@]}"; do
 		--debug-dmesg --results "$d" --timeout "${MSRDRV_DEBUG_TIMEOUT:-7200}" \
 		-- --timeout="${MSRDRV_DEBUG_TEST_TIMEOUT:-900}" "$@" >"$d/suite.log" 2>&1 &
 	shard_of[$!]=shard$((i + 1))
+	# vng links the tree's modules into <tree>/.virtme_mods as it starts: let
+	# one guest do that before the next starts ("ln: File exists" otherwise).
+	[ $((i + 1)) -lt ${#shards[@]} ] && sleep 20
 done
 rc=0
 while [ ${#shard_of[@]} -gt 0 ]; do
