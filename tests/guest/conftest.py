@@ -73,6 +73,25 @@ def unload_module() -> None:
     wait_for(lambda: not NODE.exists(), "/dev/msrdrv to disappear")
 
 
+def stock_msr_in() -> bool:
+    """The kernel's msr driver with a node for every online CPU; True when this call
+    loaded it (the caller then passes that to stock_msr_out).  The debug kernel
+    (make test-debug) has it built in, where modprobe cannot find it: its class
+    directory says it is there already."""
+    loaded_here = False
+    if not Path("/sys/class/msr").is_dir():
+        subprocess.run(["modprobe", "msr"], check=True)
+        loaded_here = True
+    wait_for(lambda: all(Path(f"/dev/cpu/{c}/msr").exists() for c in online_cpus()), "/dev/cpu/N/msr")
+    return loaded_here
+
+
+def stock_msr_out(loaded_here: bool) -> None:
+    """Unload the msr driver if stock_msr_in loaded it (a built-in one stays)."""
+    if loaded_here and Path("/sys/module/msr/initstate").exists():
+        subprocess.run(["rmmod", "msr"], check=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def module() -> Iterator[None]:
     if not module_loaded():

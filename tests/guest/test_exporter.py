@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MEMBER, REPO, Device, cli_calls, online_cpus, results_dir
+from conftest import MEMBER, REPO, Device, cli_calls, online_cpus, results_dir, stock_msr_in, stock_msr_out
 
 from msrctl import allowlist, errors
 from msrctl.exporter import families, limits
@@ -33,7 +33,7 @@ PROMTOOL = "/usr/bin/promtool"
 EXPORTER_PORT = 19838
 PROM_PORT = 19090
 STARTUP_S = 180.0  # python, cffi and the probe under TCG, on a loaded host
-SCRAPE_S = 2
+SCRAPE_S = 5  # also the scrape timeout: the debug kernel (make test-debug) is slow to answer
 HARDWARE = {*families.names(), *limits.NAMES}
 
 pytestmark = pytest.mark.skipif(not os.path.exists(PROMETHEUS), reason="Debian's prometheus package is not installed")
@@ -89,7 +89,7 @@ class Exporter:
 
 
 class Prometheus:
-    """Debian's Prometheus server on 127.0.0.1, scraping the exporter every 2 s."""
+    """Debian's Prometheus server on 127.0.0.1, scraping the exporter every SCRAPE_S s."""
 
     def __init__(self, tmp: Path) -> None:
         config = tmp / "prometheus.yml"
@@ -126,6 +126,15 @@ class Prometheus:
     def up(self) -> float | None:
         res = self.query('up{job="msr"}')
         return float(res[0]["value"][1]) if res else None
+
+    def wait_up(self, value: float, what: str, timeout: float) -> None:
+        """up{job="msr"} == value; a timeout names the scrape's own error and the server's log."""
+        try:
+            poll(what, lambda: self.up() == value, timeout)
+        except AssertionError as e:
+            targets = json.loads(fetch(f"{self.api}/targets"))["data"]["activeTargets"]
+            seen = [(t.get("health"), t.get("lastError"), t.get("lastScrapeDuration")) for t in targets]
+            raise AssertionError(f"{e}; targets: {seen}; log: {self.log.read_text()[-1500:]}") from None
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -199,7 +208,7 @@ def test_prometheus_scrapes_the_member_exporter_and_sees_the_gap(
         assert got["msrctl_exporter_batch_ops"] == [("", float(len(online_cpus())))]  # an RDTSC per CPU
 
         prom = Prometheus(tmp_path)
-        poll("up == 1", lambda: prom.up() == 1.0, 60)
+        prom.wait_up(1.0, "up == 1", 60)
         topo = _topology()
         for name in ("msr_cpu_info", "msr_cpu_tsc_cycles_total"):
             res = poll(f"{name} for every CPU", lambda n=name: len(prom.query(n)) == len(topo) and prom.query(n), 30)
@@ -217,9 +226,9 @@ def test_prometheus_scrapes_the_member_exporter_and_sees_the_gap(
 
         assert exp.stop() == 0  # SIGTERM: a clean exit
         assert "stopped by signal 15" in exp.log.read_text()
-        poll("up == 0 after the exporter stopped", lambda: prom.up() == 0.0, 30)
+        prom.wait_up(0.0, "up == 0 after the exporter stopped", 30)
         exp = Exporter(tmp_path / "exporter.log")
-        poll("up == 1 after the restart", lambda: prom.up() == 1.0, 60)
+        prom.wait_up(1.0, "up == 1 after the restart", 60)
         # The gap is in Prometheus's own record: up went 1 -> 0 -> 1, and the restarted
         # exporter's counters started again (a counter reset, which rate() handles).
         assert float(prom.query('changes(up{job="msr"}[10m])')[0]["value"][1]) >= 2
@@ -272,8 +281,7 @@ def test_root_exports_through_the_kernels_msr_driver(dev: Device, lo_up: None, t
     """--backend msr: root only (the driver has no allowlist), the backend named in the info
     metric.  Through that driver RDTSC on a CPU is a read of IA32_TIME_STAMP_COUNTER, which
     QEMU TCG reads as 0: a failed op (EIO), counted by errno, and no TSC series (never a 0)."""
-    had_msr = Path("/sys/module/msr").exists()
-    subprocess.run(["modprobe", "msr"], check=True)
+    loaded_here = stock_msr_in()
     try:
         exp = Exporter(tmp_path / "exporter-msr.log", (), EXPORTER_PORT + 2, "--backend", "msr")
         try:
@@ -288,5 +296,4 @@ def test_root_exports_through_the_kernels_msr_driver(dev: Device, lo_up: None, t
         assert got["msrctl_exporter_batch_errors_total"][0][1] >= len(online_cpus())
         assert "msrctl: warning: using the kernel's msr driver" in exp.log.read_text()
     finally:
-        if not had_msr:
-            subprocess.run(["rmmod", "msr"], check=False)
+        stock_msr_out(loaded_here)

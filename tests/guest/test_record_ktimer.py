@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MEMBER, REPO, Device, online_cpus, set_cpu_online
+from conftest import MEMBER, REPO, Device, online_cpus, set_cpu_online, stock_msr_in, stock_msr_out
 
 from msrctl import allowlist, backend
 from msrctl.telemetry import topology
@@ -109,7 +109,7 @@ def test_kernel_timer_while_a_cpu_goes_offline(dev: Device, cpu1_back: None, tmp
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
     out = tmp_path / "k.csv"
     p = subprocess.Popen(
-        [sys.executable, "-m", "msrctl", "record", "--kernel-timer", "-i", "10ms", "-n", "150", "-o", str(out)],
+        [sys.executable, "-m", "msrctl", "record", "--kernel-timer", "-i", "10ms", "-n", "400", "-o", str(out)],
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -122,11 +122,14 @@ def test_kernel_timer_while_a_cpu_goes_offline(dev: Device, cpu1_back: None, tmp
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0 and "Traceback" not in err, err
     _, rows = _csv(out.read_text())
-    assert len(rows) == 150 * _per_sample()
+    assert len(rows) == 400 * _per_sample()
     cpu1 = [r for r in rows if r["scope"] == "cpu" and r["cpu"] == "1"]
-    empty = [r["sample"] for r in cpu1 if r["tsc"] == ""]  # no record for that period: offline
-    assert 5 <= len(empty) < 100, empty
-    assert cpu1[-1]["tsc"] != "", "CPU 1 sampled again once back online"
+    gap = [i for i, r in enumerate(cpu1) if r["tsc"] == ""]  # no record for that period: offline
+    assert len(gap) >= 5, gap
+    # Back online, its timer runs again.  Not necessarily up to the last sample: on the
+    # debug kernel under TCG its ring can trail the others by more than LAG at the end.
+    back = [r["sample"] for r in cpu1[gap[0] :] if r["tsc"] != ""]
+    assert len(back) >= 10, ("CPU 1 sampled again once back online", gap, back)
     assert "had failed ops" in err, err  # the first may be a record TCG's stalls dropped (ENODATA)
 
 
@@ -143,18 +146,12 @@ def test_member_with_the_telemetry_profile(no_list: Device) -> None:
 
 
 def test_the_stock_msr_driver_has_no_kernel_timer(dev: Device) -> None:
-    had_msr = Path("/sys/module/msr").exists()
-    subprocess.run(["modprobe", "msr"], check=True)
+    loaded_here = stock_msr_in()
     try:
-        for _ in range(100):
-            if Path("/dev/cpu/0/msr").exists():
-                break
-            time.sleep(0.1)
         r = msrctl("--backend", "msr", "record", "--kernel-timer", "-n", "1")
         warning = f"msrctl: warning: {backend.caveat()}\n"  # the msr backend's usual warning first
     finally:
-        if not had_msr:
-            subprocess.run(["rmmod", "msr"], check=False)
+        stock_msr_out(loaded_here)
     assert r.returncode == 64, r.stderr
     assert r.stderr == warning + (
         "msrctl: error: --kernel-timer needs msrdrv: the kernel's msr driver (--backend msr) has no kernel sampler; "

@@ -18,7 +18,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MEMBER, Batch, load_module, module_loaded, online_cpus, set_cpu_online, unload_module, wait_for
+from conftest import (
+    MEMBER,
+    Batch,
+    load_module,
+    module_loaded,
+    online_cpus,
+    set_cpu_online,
+    stock_msr_in,
+    stock_msr_out,
+    unload_module,
+    wait_for,
+)
 from conftest import cli_calls as run_many
 
 from msrctl import backend
@@ -45,10 +56,9 @@ def msr_node(cpu: int) -> Path:
 @pytest.fixture(scope="module", autouse=True)
 def stock_driver() -> Iterator[None]:
     """msrdrv out, msr in for this file; afterwards msr out (if it was out) and msrdrv back."""
-    had_msr = Path("/sys/module/msr").exists()
+    loaded_here = stock_msr_in()
     yield
-    if not had_msr and Path("/sys/module/msr/initstate").exists():
-        subprocess.run(["rmmod", "msr"], check=True)
+    stock_msr_out(loaded_here)
     if not module_loaded():
         load_module()
 
@@ -58,8 +68,7 @@ def stock_only(stock_driver: None) -> None:
     """Each test starts with msrdrv unloaded and the msr driver's nodes there (a test may reload msrdrv)."""
     if module_loaded():
         unload_module()
-    subprocess.run(["modprobe", "msr"], check=True)
-    wait_for(lambda: all(msr_node(c).exists() for c in online_cpus()), "/dev/cpu/N/msr for every online CPU")
+    stock_msr_in()
 
 
 @pytest.fixture(params=PYTHONS)

@@ -18,7 +18,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MEMBER, REPO, Device, load_module, module_loaded, results_dir, unload_module, wait_for
+from conftest import (
+    MEMBER,
+    REPO,
+    Device,
+    load_module,
+    module_loaded,
+    results_dir,
+    stock_msr_in,
+    stock_msr_out,
+    unload_module,
+)
 
 from msrctl import allowlist
 from msrctl.telemetry import cpu, probe, table, topology
@@ -249,11 +259,10 @@ def test_frames_on_a_pipe_and_through_the_msr_driver(loaded: None, cpus: list[in
     for frame in frames:
         assert re.search(r"sample \d+ at [0-9.]+ s \| every 100 ms \| late \d+ \| missed \d+$", frame[1])
         assert len(_rows(frame, CPU_TITLE)) == len(cpus) and "'-' = absent on this machine:" in frame
-    had_msr = Path("/sys/module/msr").exists()
     unload_module()
+    loaded_here = False
     try:
-        subprocess.run(["modprobe", "msr"], check=True)
-        wait_for(lambda: all(Path(f"/dev/cpu/{c}/msr").exists() for c in cpus), "/dev/cpu/N/msr")
+        loaded_here = stock_msr_in()
         r = _top("--backend", "msr", "top", "-n", "1", "-i", "100ms")
         assert r.returncode == 0, r.stderr
         frame = r.stdout.splitlines()
@@ -261,7 +270,6 @@ def test_frames_on_a_pipe_and_through_the_msr_driver(loaded: None, cpus: list[in
         rows = _rows(frame, CPU_TITLE)
         assert [r[0] for r in rows] == [str(c) for c in cpus] and all(c == "-" for r in rows for c in r[2:])
     finally:
-        if not had_msr and Path("/sys/module/msr/initstate").exists():
-            subprocess.run(["rmmod", "msr"], check=True)
+        stock_msr_out(loaded_here)
         if not module_loaded():
             load_module()
