@@ -66,17 +66,25 @@ def test_kernel_timer_csv_matches_the_user_loop(dev: Device) -> None:
     for s in samples:  # a row for every online CPU in every sample, with a TSC delta behind it
         assert sorted(int(r["cpu"]) for r in rows if r["sample"] == str(s) and r["scope"] == "cpu") == cpus
     cpu_rows = [r for r in rows if r["scope"] == "cpu"]
-    assert all(int(r["tsc"]) > 0 and float(r["dt_s"]) > 0 for r in cpu_rows)
+    # A tick the timer skipped on a stalled emulator (a loaded host, the debug kernel)
+    # leaves that CPU's row of that sample empty, said on stderr (ENODATA): never a value
+    # taken from another period.
+    taken = [r for r in cpu_rows if r["tsc"] != ""]
+    assert len(taken) >= len(cpu_rows) * 3 // 4, kern.stderr
+    if len(taken) < len(cpu_rows):
+        assert "No data available" in kern.stderr, kern.stderr
+    assert all(int(r["tsc"]) > 0 and float(r["dt_s"]) > 0 for r in taken)
     for c in cpus:  # each CPU's TSC rises from sample to sample
-        tscs = [int(r["tsc"]) for r in cpu_rows if r["cpu"] == str(c)]
+        tscs = [int(r["tsc"]) for r in taken if r["cpu"] == str(c)]
         assert all(b > a for a, b in zip(tscs, tscs[1:])), c
     # the CPUs' records of one sample come from one tick: a CPU shifted by a period would
     # put its TSC a period off the others' sample after sample (a late tick only now and then)
     per_tick = statistics.median(b - a for a, b in zip(tscs, tscs[1:])) / statistics.median(
         b - a for a, b in zip(samples, samples[1:])
     )
-    spread = {s: [int(r["tsc"]) for r in cpu_rows if r["sample"] == str(s)] for s in samples}
-    assert statistics.median(max(t) - min(t) for t in spread.values()) < per_tick / 2, (spread, per_tick)
+    spread = {s: [int(r["tsc"]) for r in taken if r["sample"] == str(s)] for s in samples}
+    spans = [max(t) - min(t) for t in spread.values() if len(t) > 1]
+    assert statistics.median(spans) < per_tick / 2, (spread, per_tick)
     times = sorted({float(r["time_s"]) for r in rows})
     gaps = [b - a for a, b in zip(times, times[1:])]
     # the kernel's grid: a period apart (whole periods where one was missed); TCG jitters
