@@ -17,8 +17,10 @@ from prometheus_client.exposition import MetricsHandler
 from prometheus_client.registry import CollectorRegistry
 
 
-class _Stop(Exception):
-    """A stop signal arrived: leave serve_forever()."""
+class _Stop(BaseException):
+    """A stop signal arrived: leave serve_forever().  Not an Exception (as KeyboardInterrupt
+    is not): the signal may land while the main thread hands a request out, inside
+    socketserver's `except Exception`, which would log it and serve on."""
 
 
 class _Server(ThreadingHTTPServer):

@@ -531,6 +531,46 @@ def test_the_server_answers_scrapes_and_stops_on_sigterm(tmp_path: Path) -> None
     assert len(lines) == 1 and lines[0].startswith("msrctl: exporter: error answering 127.0.0.1: RuntimeError"), err
 
 
+# The stop signal lands while the main thread hands a request to its thread (seen once
+# on a loaded host): the server must still stop, not log the stop as a failed answer.
+SIGNAL_MID_REQUEST = """
+import os, signal, sys
+from prometheus_client.core import CollectorRegistry
+from msrctl.exporter import listen, server
+
+def process_request(self, request, client_address):
+    os.kill(os.getpid(), signal.SIGTERM)
+    self.shutdown_request(request)
+
+server._Server.process_request = process_request
+sock = listen.bind(listen.Address("127.0.0.1", 0))
+print(sock.getsockname()[1], flush=True)
+print(server.serve(sock, CollectorRegistry()), flush=True)
+"""
+
+
+def test_a_stop_signal_during_a_request_hand_off_still_stops() -> None:
+    import socket
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGNAL_MID_REQUEST],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        socket.create_connection(("127.0.0.1", port), timeout=30).close()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0 and out.strip() == "15" and err == "", (out, err)
+
+
 def test_the_committed_cost_report_is_rendered_from_its_figures() -> None:
     import json
 
