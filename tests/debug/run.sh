@@ -104,7 +104,7 @@ log "dmesg: $(wc -l <"$OUT/findings.txt") flagged line(s) (results/debug/finding
 # then the sum.
 cov="no coverage data"
 infos=()
-for d in "$OUT"/shard*; do
+for d in "${shard_dirs[@]}"; do
 	compgen -G "$d/gcov/*.gcda" >/dev/null || continue
 	cp "$d"/gcov/*.gcda dkms/
 	if lcov --quiet --capture --rc lcov_branch_coverage=1 --directory dkms --output-file "$d/coverage.info" 2>>"$OUT/lcov.log"; then
@@ -128,13 +128,13 @@ log "$cov"
 	echo "kernel tree: $tree"
 	echo "kernel: $(cat "$tree/.msrdrv-debug-done")"
 	echo "kernel step: ${t_kernel} s; module build + boots + guest suite: ${t_guest} s"
-	for d in "$OUT"/shard*; do
+	for d in "${shard_dirs[@]}"; do
 		echo "${d##*/}: $(cat "$d/files.txt")"
 		grep -E '^(guest:|suite\.py:)' "$d/suite.log" | sed "s/^/  /"
 	done
 	echo "dmesg findings: $(wc -l <"$OUT/findings.txt")"
 	echo "$cov"
-	"$PY" tests/summary.py "$OUT"/shard*/guest.xml | tail -1 | sed 's/^all:/guest, all shards:/'
+	"$PY" tests/summary.py "${shard_dirs[@]/%//guest.xml}" | tail -1 | sed 's/^all:/guest, all shards:/'
 } >"$OUT/summary.txt"
 cat "$OUT/summary.txt"
 exit "$rc"

@@ -73,23 +73,23 @@ def unload_module() -> None:
     wait_for(lambda: not NODE.exists(), "/dev/msrdrv to disappear")
 
 
-def stock_msr_in() -> bool:
-    """The kernel's msr driver with a node for every online CPU; True when this call
-    loaded it (the caller then passes that to stock_msr_out).  The debug kernel
-    (make test-debug) has it built in, where modprobe cannot find it: its class
-    directory says it is there already."""
+def cpu_driver_in(name: str) -> bool:
+    """The kernel's per-CPU driver `name` (msr, cpuid) with a node for every online CPU;
+    True when this call loaded it (the caller then passes that to cpu_driver_out).  The
+    debug kernel (make test-debug) has them built in, where modprobe cannot find them:
+    the class directory says the driver is there already."""
     loaded_here = False
-    if not Path("/sys/class/msr").is_dir():
-        subprocess.run(["modprobe", "msr"], check=True)
+    if not Path(f"/sys/class/{name}").is_dir():
+        subprocess.run(["modprobe", name], check=True)
         loaded_here = True
-    wait_for(lambda: all(Path(f"/dev/cpu/{c}/msr").exists() for c in online_cpus()), "/dev/cpu/N/msr")
+    wait_for(lambda: all(Path(f"/dev/cpu/{c}/{name}").exists() for c in online_cpus()), f"/dev/cpu/N/{name}")
     return loaded_here
 
 
-def stock_msr_out(loaded_here: bool) -> None:
-    """Unload the msr driver if stock_msr_in loaded it (a built-in one stays)."""
-    if loaded_here and Path("/sys/module/msr/initstate").exists():
-        subprocess.run(["rmmod", "msr"], check=True)
+def cpu_driver_out(name: str, loaded_here: bool) -> None:
+    """Unload driver `name` if cpu_driver_in loaded it (a built-in one stays)."""
+    if loaded_here and Path(f"/sys/module/{name}/initstate").exists():
+        subprocess.run(["rmmod", name], check=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

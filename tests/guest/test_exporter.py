@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MEMBER, REPO, Device, cli_calls, online_cpus, results_dir, stock_msr_in, stock_msr_out
+from conftest import MEMBER, REPO, Device, cli_calls, cpu_driver_in, cpu_driver_out, online_cpus, results_dir
 
 from msrctl import allowlist, errors
 from msrctl.exporter import families, limits
@@ -281,7 +281,7 @@ def test_root_exports_through_the_kernels_msr_driver(dev: Device, lo_up: None, t
     """--backend msr: root only (the driver has no allowlist), the backend named in the info
     metric.  Through that driver RDTSC on a CPU is a read of IA32_TIME_STAMP_COUNTER, which
     QEMU TCG reads as 0: a failed op (EIO), counted by errno, and no TSC series (never a 0)."""
-    loaded_here = stock_msr_in()
+    loaded_here = cpu_driver_in("msr")
     try:
         exp = Exporter(tmp_path / "exporter-msr.log", (), EXPORTER_PORT + 2, "--backend", "msr")
         try:
@@ -296,4 +296,4 @@ def test_root_exports_through_the_kernels_msr_driver(dev: Device, lo_up: None, t
         assert got["msrctl_exporter_batch_errors_total"][0][1] >= len(online_cpus())
         assert "msrctl: warning: using the kernel's msr driver" in exp.log.read_text()
     finally:
-        stock_msr_out(loaded_here)
+        cpu_driver_out("msr", loaded_here)

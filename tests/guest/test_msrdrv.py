@@ -22,6 +22,7 @@ from conftest import (
     ffi,
     load_module,
     module_loaded,
+    module_path,
     raw_batch,
     read_on,
     run_as,
@@ -475,7 +476,7 @@ def test_unload_refused_while_open_then_reload(loaded: None) -> None:
         assert raw_batch(d.fd, ops, 9)[0] == -errno.E2BIG
         assert raw_batch(d.fd, ops, 8)[0] == 0
     unload_module()
-    r = subprocess.run(["insmod", str(REPO / "dkms/msrdrv.ko"), "max_ops=0"], capture_output=True, check=False)
+    r = subprocess.run(["insmod", str(module_path()), "max_ops=0"], capture_output=True, check=False)
     assert r.returncode != 0 and not module_loaded()
     load_module()
 
@@ -500,7 +501,7 @@ def test_out_of_range_parameters_refuse_the_load(loaded: None) -> None:
         for param, message in BAD_PARAMETERS.items():
             marker = f"msrdrv-tests: insmod {param}"
             Path("/dev/kmsg").write_text(marker + "\n")
-            r = subprocess.run(["insmod", str(REPO / "dkms/msrdrv.ko"), param], capture_output=True, text=True)
+            r = subprocess.run(["insmod", str(module_path()), param], capture_output=True, text=True)
             assert r.returncode != 0 and not module_loaded() and not NODE.exists(), param
             log = subprocess.run(["dmesg"], capture_output=True, text=True, check=True).stdout
             assert message in log.rsplit(marker, 1)[1], (param, log.rsplit(marker, 1)[1][-400:])

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MEMBER, REPO, Device, online_cpus, set_cpu_online, stock_msr_in, stock_msr_out
+from conftest import MEMBER, REPO, Device, cpu_driver_in, cpu_driver_out, online_cpus, set_cpu_online
 
 from msrctl import allowlist, backend
 from msrctl.telemetry import topology
@@ -154,12 +154,12 @@ def test_member_with_the_telemetry_profile(no_list: Device) -> None:
 
 
 def test_the_stock_msr_driver_has_no_kernel_timer(dev: Device) -> None:
-    loaded_here = stock_msr_in()
+    loaded_here = cpu_driver_in("msr")
     try:
         r = msrctl("--backend", "msr", "record", "--kernel-timer", "-n", "1")
         warning = f"msrctl: warning: {backend.caveat()}\n"  # the msr backend's usual warning first
     finally:
-        stock_msr_out(loaded_here)
+        cpu_driver_out("msr", loaded_here)
     assert r.returncode == 64, r.stderr
     assert r.stderr == warning + (
         "msrctl: error: --kernel-timer needs msrdrv: the kernel's msr driver (--backend msr) has no kernel sampler; "

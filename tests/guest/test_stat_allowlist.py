@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MEMBER, REPO, Device, batch_as, read_msrs
+from conftest import MEMBER, REPO, Device, batch_as, cpu_driver_in, read_msrs
 
 from msrctl import allowlist, events, region
 from msrctl.pmu import Pmu
@@ -92,8 +92,7 @@ def test_stat_on_a_cpu_that_does_not_exist_is_exit_2() -> None:
 def test_pmu_detection_believes_the_kernel_not_cpuid_alone() -> None:
     """With the cpuid driver loaded, root reads CPUID: this TCG CPU may still list
     counters there (AMD's K7 four are implied), but the kernel registered no core PMU."""
-    if not Path("/sys/class/cpuid").is_dir():  # built in on the debug kernel: modprobe cannot find it
-        subprocess.run(["modprobe", "cpuid"], check=True)
+    cpu_driver_in("cpuid")
     assert Path("/dev/cpu/0/cpuid").exists()
     assert not Path("/sys/bus/event_source/devices/cpu").exists()
     rep = json.loads(msrctl("status", "--json").stdout)["pmu"]

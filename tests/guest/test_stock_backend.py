@@ -21,12 +21,12 @@ import pytest
 from conftest import (
     MEMBER,
     Batch,
+    cpu_driver_in,
+    cpu_driver_out,
     load_module,
     module_loaded,
     online_cpus,
     set_cpu_online,
-    stock_msr_in,
-    stock_msr_out,
     unload_module,
     wait_for,
 )
@@ -56,9 +56,9 @@ def msr_node(cpu: int) -> Path:
 @pytest.fixture(scope="module", autouse=True)
 def stock_driver() -> Iterator[None]:
     """msrdrv out, msr in for this file; afterwards msr out (if it was out) and msrdrv back."""
-    loaded_here = stock_msr_in()
+    loaded_here = cpu_driver_in("msr")
     yield
-    stock_msr_out(loaded_here)
+    cpu_driver_out("msr", loaded_here)
     if not module_loaded():
         load_module()
 
@@ -68,7 +68,7 @@ def stock_only(stock_driver: None) -> None:
     """Each test starts with msrdrv unloaded and the msr driver's nodes there (a test may reload msrdrv)."""
     if module_loaded():
         unload_module()
-    stock_msr_in()
+    cpu_driver_in("msr")
 
 
 @pytest.fixture(params=PYTHONS)

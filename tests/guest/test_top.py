@@ -22,11 +22,11 @@ from conftest import (
     MEMBER,
     REPO,
     Device,
+    cpu_driver_in,
+    cpu_driver_out,
     load_module,
     module_loaded,
     results_dir,
-    stock_msr_in,
-    stock_msr_out,
     unload_module,
 )
 
@@ -262,7 +262,7 @@ def test_frames_on_a_pipe_and_through_the_msr_driver(loaded: None, cpus: list[in
     unload_module()
     loaded_here = False
     try:
-        loaded_here = stock_msr_in()
+        loaded_here = cpu_driver_in("msr")
         r = _top("--backend", "msr", "top", "-n", "1", "-i", "100ms")
         assert r.returncode == 0, r.stderr
         frame = r.stdout.splitlines()
@@ -270,6 +270,6 @@ def test_frames_on_a_pipe_and_through_the_msr_driver(loaded: None, cpus: list[in
         rows = _rows(frame, CPU_TITLE)
         assert [r[0] for r in rows] == [str(c) for c in cpus] and all(c == "-" for r in rows for c in r[2:])
     finally:
-        stock_msr_out(loaded_here)
+        cpu_driver_out("msr", loaded_here)
         if not module_loaded():
             load_module()
