@@ -54,6 +54,7 @@ class _Ring:
     away: list[list[int]] = field(default_factory=list)  # [first, end) periods offline (end -1: still)
     missed: int = 0  # the header's missed count when last told
     budget: int = 0  # skipped periods not yet placed
+    told: int = 0  # skips told since the last add(): their record may come with the next read
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Assembler:
     emitted: int = -1  # the last period handed out
     late_records: int = 0  # records for a period already handed out (should not happen)
     tsc_ref: int | None = None  # the tsc of period 0's first record
+    grid: float = 0.0  # the TSC of period 0's tick: the least late record's tsc less its periods
 
     def __post_init__(self) -> None:
         self.rings = {c: _Ring() for c in self.cpus}
@@ -90,17 +92,30 @@ class Assembler:
             return 0
         return round(dtsc / self._ticks(self.period_ns))
 
-    def _excess(self, dtsc: int, steps: int) -> int:
-        """Whole periods a TSC difference spans beyond `steps`, counting only 3/4 of a period
-        or more: a tick late by less than a period is jitter, not a skipped tick."""
-        return max(0, math.floor(dtsc / self._ticks(self.period_ns) - steps + 0.25))
+    def _slot(self, tsc: int) -> int:
+        """The period a record's TSC falls in on the timers' grid.  Used only while the ring
+        has skips to place: a tick that overran fired a whole period late or more (no rounding
+        up, or skips counted for the next record would go to this one).  From the grid, not
+        the ring's last record, so a late record before a skip cannot hide it."""
+        return math.floor((tsc - self.grid) / self._ticks(self.period_ns))
+
+    def _learn_grid(self, tsc: int, index: int) -> None:
+        """Move the grid's estimate earlier by a record less late than any so far (by less
+        than half a period: more means the record is misplaced, not early)."""
+        if self.tsc_khz:
+            period = self._ticks(self.period_ns)
+            at = tsc - index * period
+            if self.grid - period / 2 < at < self.grid:
+                self.grid = at
 
     def tell_missed(self, missed: dict[int, int]) -> None:
-        """The rings' `missed` counters (header values) before the records about to be added."""
+        """The rings' `missed` counters (header values), read after the records about to be
+        added: a skip told here whose record is not among them waits for the next add()."""
         for cpu, n in missed.items():
             r = self.rings.get(cpu)
             if r is not None and n > r.missed:
                 r.budget += n - r.missed
+                r.told += n - r.missed
                 r.missed = n
 
     def add(self, records: Iterable[Record]) -> None:
@@ -128,25 +143,28 @@ class Assembler:
             else:
                 steps = seq_steps - r.events
                 if r.budget and self.tsc_khz:  # the timer skipped periods: place them by TSC
-                    extra = min(r.budget, self._excess(rec.tsc - r.last_tsc, steps))
+                    extra = min(r.budget, max(0, self._slot(rec.tsc) - r.index - steps))
                     steps += extra
                     r.budget -= extra
                 r.index += max(1, steps)
             r.events, r.last_tsc = 0, rec.tsc
+            self._learn_grid(rec.tsc, r.index)
             if r.index <= self.emitted:
                 self.late_records += 1
                 continue
             self.periods.setdefault(r.index, {})[rec.cpu] = rec
         for r in self.rings.values():
-            # A skip is counted in the tick that writes the record after it, so that record
-            # came with this read: a budget left over is not spent on later jitter.
-            r.budget = 0
+            # A skip is counted just before its tick writes the record: a skip told since the
+            # last add() may have its record in the next read, an older one is spent or was
+            # jitter, and is not kept for later jitter.
+            r.budget = min(r.budget, r.told)
+            r.told = 0
 
     def _first_index(self, tsc: int, r: _Ring) -> int:
         """A ring's first sample (at the start or back online): period 0 for the very first
         record, else by TSC from it (without the TSC rate: the next period not yet out)."""
         if self.tsc_ref is None:
-            self.tsc_ref = tsc
+            self.tsc_ref, self.grid = tsc, float(tsc)
             return 0
         if self.tsc_khz:
             return max(0, self._periods(tsc - self.tsc_ref))
@@ -220,9 +238,12 @@ class KernelSource:
         return self._stopping
 
     def _read(self, timeout: float) -> None:
-        status = self.ks.status()
-        self.asm.tell_missed({h.cpu: h.missed for h in status})
-        self.asm.add(self.ks.read_records(timeout))
+        # The records first: a skip is counted before its record is written, so every skip
+        # whose record is in this read is in the status read after it (the other order lost
+        # the skips counted while read_records waited, and left a ring a period behind).
+        records = self.ks.read_records(timeout)
+        self.asm.tell_missed({h.cpu: h.missed for h in self.ks.status()})
+        self.asm.add(records)
 
     def __iter__(self) -> Iterator[Tick[Raw]]:
         # Wake at least every 0.2 s so a command's exit is noticed (idle) without a signal.
