@@ -73,30 +73,19 @@ test-debug: bootstrap
 	tests/debug/run.sh $(DEBUG_TESTS)
 
 # Runs every stage even after a failure, then one closing line for them all.
-# The package stage (build the .debs in a clean chroot, then boot its own
-# guest to install them, then piuparts) runs in the background beside lint,
-# host and guest tests: two guests at once, which on the 2-core machine cut
-# the serial run's ~37 minutes to about 25 (docs/testing.md).  Its output
-# goes to results/deb-stage.log and is shown after the other stages.
+# The Debian packages build (clean chroot: mostly mirror and disk waits) in
+# the background while lint, host and guest tests run, under a limit of
+# their own; their guest test waits for them.
 DEB_BUILD_LIMIT ?= 1800
 test: bootstrap
-	@mkdir -p $(RESULTS); rm -f $(RESULTS)/*.xml $(RESULTS)/deb-stage.*; rc=0; \
-	echo "test: the Debian packages build and run their guest test in the background (log: $(RESULTS)/deb-stage.log)"; \
-	( $(MAKE) --no-print-directory deb-stage >$(RESULTS)/deb-stage.log 2>&1; echo $$? >$(RESULTS)/deb-stage.rc ) & \
+	@mkdir -p $(RESULTS); rm -f $(RESULTS)/*.xml $(RESULTS)/deb-build.*; rc=0; \
+	echo "test: building the Debian packages in the background (log: $(RESULTS)/deb-build.log)"; \
+	( timeout $(DEB_BUILD_LIMIT) $(MAKE) --no-print-directory deb deb-upgrade >$(RESULTS)/deb-build.log 2>&1; \
+		echo $$? >$(RESULTS)/deb-build.rc ) & \
 	$(MAKE) --no-print-directory lint || rc=1; \
 	$(MAKE) --no-print-directory test-host || rc=1; \
 	$(MAKE) --no-print-directory test-guest || rc=1; \
-	echo "test: waiting for the package stage"; wait; \
-	echo "test: --- the package stage ($(RESULTS)/deb-stage.log)"; cat $(RESULTS)/deb-stage.log; \
-	[ "$$(cat $(RESULTS)/deb-stage.rc 2>/dev/null)" = 0 ] || rc=1; \
-	$(PY) tests/summary.py $(RESULTS)/host.xml $(RESULTS)/host-debian12.xml $(RESULTS)/guest.xml \
-		$(RESULTS)/deb.xml $(RESULTS)/piuparts.xml || rc=1; \
-	exit $$rc
-
-# make test's package stage: the two builds under a limit of their own, then
-# (only if they built) the guest test without the autopkgtest runner, and piuparts.
-deb-stage: bootstrap
-	@rc=0; timeout $(DEB_BUILD_LIMIT) $(MAKE) --no-print-directory deb deb-upgrade; brc=$$?; \
+	wait; cat $(RESULTS)/deb-build.log; brc=$$(cat $(RESULTS)/deb-build.rc 2>/dev/null || echo 1); \
 	if [ "$$brc" = 0 ]; then \
 		$(MAKE) --no-print-directory test-deb-guest DEB_TEST_ARGS='-k "not autopkgtest"' || rc=1; \
 		tests/deb/piuparts.sh $(DEB_DIR) $(RESULTS)/piuparts.xml || rc=1; \
@@ -104,6 +93,8 @@ deb-stage: bootstrap
 		rc=1; [ "$$brc" != 124 ] || echo "test: the package build ran out of its $(DEB_BUILD_LIMIT) s" >&2; \
 		echo "test: the package build failed (exit $$brc; log above): no package test ran" >&2; \
 	fi; \
+	$(PY) tests/summary.py $(RESULTS)/host.xml $(RESULTS)/host-debian12.xml $(RESULTS)/guest.xml \
+		$(RESULTS)/deb.xml $(RESULTS)/piuparts.xml || rc=1; \
 	exit $$rc
 
 clean:
@@ -133,7 +124,7 @@ DEB_DIR := build/deb
 DEB_UPGRADE_DIR := build/deb-upgrade
 DEB_UPGRADE_VERSION := $(shell awk -F. '{ print $$1 "." $$2 "." $$3 + 1 }' dkms/VERSION)
 
-.PHONY: deb deb-upgrade deb-repro deb-lintian-trixie deb-piuparts test-deb test-deb-guest deb-stage
+.PHONY: deb deb-upgrade deb-repro deb-lintian-trixie deb-piuparts test-deb test-deb-guest
 
 deb:
 	tests/deb/build.sh $(DEB_DIR)
