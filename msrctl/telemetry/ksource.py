@@ -46,7 +46,6 @@ def op_set(plan: Plan) -> list[int | str]:
 @dataclass
 class _Ring:
     last_seq: int | None = None  # seq of the last record seen
-    last_tsc: int = 0  # tsc of the last sample record
     index: int = -1  # period of the last sample record
     events: int = 0  # event records since the last sample record
     rejoin: bool = True  # the next sample starts the ring (at the start, or after ONLINE)
@@ -147,7 +146,7 @@ class Assembler:
                     steps += extra
                     r.budget -= extra
                 r.index += max(1, steps)
-            r.events, r.last_tsc = 0, rec.tsc
+            r.events = 0
             self._learn_grid(rec.tsc, r.index)
             if r.index <= self.emitted:
                 self.late_records += 1

@@ -169,10 +169,7 @@ def test_stalled_timers_leave_no_ring_a_period_off(seed: int) -> None:
         for fire, cpu, _, _, m in fired:
             if fire <= status:
                 missed[cpu] = m
-        records = []
-        for fire, cpu, seq, slot, _ in fired[i:j]:
-            v = values(slot, cpu)
-            records.append(Record(seq, v[0] + fire - slot * P, 0, REC_SAMPLE, cpu, (v[0] + fire - slot * P, *v[1:])))
+        records = [rec(seq, cpu, slot, late=fire - slot * P) for fire, cpu, seq, slot, _ in fired[i:j]]
         a.tell_missed(missed)
         a.add(records)
         got.update(a.pop())
