@@ -36,8 +36,8 @@ def library(reps: int) -> dict[str, Any]:
 
     from cffi import FFI
 
-    from msrctl import abi
-    from msrctl.device import Batch, Device
+    from msrctl.device import abi
+    from msrctl.device.msrdrv import Batch, Device
 
     ffi = FFI()
     ffi.cdef("unsigned long long msrbench_submit_ns(int fd, void *hdr);")

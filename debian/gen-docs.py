@@ -44,12 +44,23 @@ PROG = "msrctl"
 
 
 def command_tree() -> Command:
-    from msrctl import cli
+    """msrctl's click command with every subcommand built (its root group builds a command
+    only when asked for it by name: ask for each, as a help listing does)."""
+    from msrctl.cli import main as cli
 
     app = getattr(cli, "app", None)
-    if isinstance(app, typer.Typer):
-        return typer.main.get_command(app)
-    sys.exit("gen-docs.py: msrctl.cli.app is not a typer.Typer")
+    if not isinstance(app, typer.Typer):
+        sys.exit("gen-docs.py: msrctl.cli.main.app is not a typer.Typer")
+    root = typer.main.get_command(app)
+    build_all(root)
+    return root
+
+
+def build_all(cmd: Command) -> None:
+    if hasattr(cmd, "list_commands"):
+        ctx = Context(cmd)
+        for name in cmd.list_commands(ctx):
+            build_all(cmd.get_command(ctx, name))
 
 
 def subcommands(cmd: Command) -> list[tuple[str, Command]]:

@@ -22,12 +22,13 @@ __all__ = [
 from ._version import __version__
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads them lazily
-    from .backend import open_device
-    from .device import CPU_SELF, Batch, Device, DeviceError, Info, MsrError, OpError, OpResult, online_cpus
-    from .stockmsr import StockDevice
+    from .device.backend import open_device
+    from .device.cpus import online_cpus
+    from .device.msrdrv import CPU_SELF, Batch, Device, DeviceError, Info, MsrError, OpError, OpResult
+    from .device.stockmsr import StockDevice
 
-# The module each name lives in, when not msrctl.device.
-_HOME = {"StockDevice": "stockmsr", "open_device": "backend"}
+# The module each name lives in, when not msrctl.device.msrdrv.
+_HOME = {"StockDevice": "device.stockmsr", "open_device": "device.backend", "online_cpus": "device.cpus"}
 
 
 def __getattr__(name: str) -> Any:
@@ -35,5 +36,5 @@ def __getattr__(name: str) -> Any:
     if name in __all__ and name != "__version__":
         import importlib
 
-        return getattr(importlib.import_module(f".{_HOME.get(name, 'device')}", __name__), name)
+        return getattr(importlib.import_module(f".{_HOME.get(name, 'device.msrdrv')}", __name__), name)
     raise AttributeError(name)

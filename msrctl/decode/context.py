@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import registers
+from ..registers import table as registers
 from . import units
 from .units import RaplUnits
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Union
 
-from ..registers import Derived, Field, Register
+from ..registers.table import Derived, Field, Register
 from . import units
 from .context import WHAT, Context
 

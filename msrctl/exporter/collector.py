@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ..device import MsrError
+from ..device.msrdrv import MsrError
 from ..telemetry.derive import Sample, derive
 from ..telemetry.plan import Plan, Raw
 from . import families, limits

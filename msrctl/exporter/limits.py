@@ -2,7 +2,7 @@
 read here (one probe batch at start-up), and their values out of each scrape's batch.
 
 The limit registers join the scrape's one batch (once per package), since an admin
-or a power manager may change a limit at any time.  The decoding is msrctl.power's
+or a power manager may change a limit at any time.  The decoding is msrctl.telemetry.power's
 and msrctl.decode.units' (the same as `msrctl power show`).  Intel only: AMD has
 no RAPL limit MSRs.  A register that faults, is not in the allowlist, or reads 0
 under a hypervisor is absent with its reason, never a 0 W limit.
@@ -20,10 +20,10 @@ from prometheus_client.core import GaugeMetricFamily
 
 from ..decode.units import power_limit, rapl_units
 from ..errors import LOAD_PROFILE
-from ..power import DOMAINS, RAPL_POWER_UNIT, Domain
 from ..telemetry.cpu import CpuInfo
 from ..telemetry.msrs import PACKAGE, Register
 from ..telemetry.plan import Plan, Raw
+from ..telemetry.power import DOMAINS, RAPL_POWER_UNIT, Domain
 from ..telemetry.topology import Topology
 
 WATTS = "msr_rapl_power_limit_watts"
@@ -117,7 +117,7 @@ def evaluate(cpu: CpuInfo, topology: Topology, results: Results) -> Limits:
 
 def run(dev: Any, cpu: CpuInfo, topology: Topology) -> Limits:
     """Probe through dev: one batch (none on a CPU without Intel RAPL limits)."""
-    from ..device import Batch
+    from ..device.msrdrv import Batch
 
     reads = probe_reads(cpu, topology)
     if not reads:

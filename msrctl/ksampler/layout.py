@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from .. import abi
+from ..device import abi
 
 # struct msrdrv_sampler_header up to tsc_khz, struct msrdrv_ring_header up to
 # revoked, struct msrdrv_record up to values[]: little-endian, no padding.

@@ -24,9 +24,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import abi
-from ..abi import ffi
-from ..device import Device, DeviceError, MsrError
+from ..device import abi
+from ..device.abi import ffi
+from ..device.msrdrv import Device, DeviceError, MsrError
 from . import layout
 from .layout import RingHeader, SamplerHeader
 
@@ -66,7 +66,7 @@ def _op_code(op: int | str) -> tuple[int, int]:
         if op.lower() == RDTSC:
             return abi.OP_RDTSC, 0
         from ..errors import UsageError
-        from ..registers import lookup
+        from ..registers.table import lookup
 
         try:
             return abi.OP_READ, lookup(op).msr
@@ -138,7 +138,7 @@ class Sampler:
         if not 1 <= watermark <= records:
             raise ValueError(f"watermark must be 1..{records} (got {watermark})")
         if cpus is None:
-            from ..system import online_cpus
+            from ..device.cpus import online_cpus
 
             cpus = online_cpus()
         cpu_list = sorted(set(cpus))

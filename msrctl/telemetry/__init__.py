@@ -1,7 +1,7 @@
 """Telemetry in physical units (watts, joules, MHz, degrees C, percent) from MSRs,
 one msrdrv batch per sample for every CPU.
 
-    from msrctl.device import Device
+    from msrctl.device.msrdrv import Device
     from msrctl.telemetry import cpu, probe, topology
     from msrctl.telemetry.derive import derive
     from msrctl.telemetry.plan import Plan, Reader

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..abi import REC_OFFLINE, REC_ONLINE, REC_REVOKED, REC_SAMPLE
+from ..device.abi import REC_OFFLINE, REC_ONLINE, REC_REVOKED, REC_SAMPLE
 from ..ksampler.layout import Record
 from .plan import Plan, Raw
 from .sampler import Stats, Tick
@@ -311,7 +311,7 @@ def require(dev: Any, period_ns: int) -> None:
     """An MsrctlError (one line) unless dev is a msrdrv with the kernel sampler that
     takes period_ns from this user: checked before the probe reads anything."""
     from .. import errors
-    from ..device import MsrError
+    from ..device.msrdrv import MsrError
     from ..errors import MsrctlError, UsageError
     from ..ksampler import sampler as ks
 
@@ -334,7 +334,7 @@ def start(dev: Any, plan: Plan, period_ns: int) -> tuple[Any, int]:
     """A kernel sampler running plan's op set on its CPUs every period_ns, and the
     CLOCK_MONOTONIC time of its first tick; an MsrctlError (one line) if it is refused."""
     from .. import errors
-    from ..device import DeviceError
+    from ..device.msrdrv import DeviceError
     from ..errors import MsrctlError
     from ..ksampler import sampler as ks
 

@@ -21,7 +21,7 @@ from .topology import Topology
 
 
 class Submitter(Protocol):
-    """Anything that runs a msrctl.device.Batch in one call: Device, or another backend."""
+    """Anything that runs a msrctl.device.msrdrv.Batch in one call: Device, or another backend."""
 
     def submit(self, batch: Any) -> int: ...
 
@@ -92,8 +92,8 @@ class Plan:
         return max(counts.values())
 
     def batch(self) -> Any:
-        """A msrctl.device.Batch holding the plan's ops, to submit once per sample."""
-        from ..device import Batch  # cffi only when a device is used
+        """A msrctl.device.msrdrv.Batch holding the plan's ops, to submit once per sample."""
+        from ..device.msrdrv import Batch  # cffi only when a device is used
 
         b = Batch(max(1, len(self.ops)))
         for op in self.ops:

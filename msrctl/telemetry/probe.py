@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import errors
+from ..device.cpus import sysroot
 from ..errors import LOAD_PROFILE, LOAD_TELEMETRY, MsrctlError
-from ..system import sysroot
 from . import catalog, metrics, msrs
 from .catalog import BASE, RAPL_UNIT, TJMAX, Source
 from .cpu import CpuInfo
@@ -207,7 +207,7 @@ def check_allowed(info: Any, results: Results) -> None:
 def cpuid_base_mhz(cpu: int, reader: Callable[[int], Any] | None = None) -> float | None:
     """CPUID leaf 0x16 EAX[15:0] (processor base frequency, MHz), if the cpuid driver is readable."""
     if reader is None:
-        from ..pmu import cpuid_reader
+        from ..perf.pmu import cpuid_reader
 
         reader = cpuid_reader
     try:
@@ -253,7 +253,7 @@ def device_info(dev: Any) -> Any:
 
 def run(dev: Submitter, cpu: CpuInfo, topology: Topology) -> Probe:
     """Probe this machine through dev (one batch), raising the permission error if nothing is readable."""
-    from ..device import Batch
+    from ..device.msrdrv import Batch
 
     reads = probe_reads(cpu, topology)
     results: dict[tuple[int, int], tuple[int, int]] = {}

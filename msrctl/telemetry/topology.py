@@ -1,7 +1,7 @@
 """Which CPUs share a core and a package, from sysfs, and the CPU that reads for each.
 
 /sys/devices/system/cpu/cpuN/topology/{core_id,physical_package_id} under
-msrctl.system.sysroot(), so tests can use a fake tree.  core_id is unique
+msrctl.admin.system.sysroot(), so tests can use a fake tree.  core_id is unique
 only within a package, so a core is the pair (package, core_id).  Per-core
 registers are read on the core's first CPU in the chosen set, per-package
 ones on the package's first CPU: each is read once per sample.
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..device.cpus import online_cpus, sysroot
 from ..errors import UsageError
-from ..system import online_cpus, sysroot
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from msrctl import abi  # noqa: E402
-from msrctl.abi import ffi  # noqa: E402
-from msrctl.device import Batch, Device  # noqa: E402
+from msrctl.device import abi  # noqa: E402
+from msrctl.device.abi import ffi  # noqa: E402
+from msrctl.device.msrdrv import Batch, Device  # noqa: E402
 
 NODE = Path(abi.DEVICE)
 KVER = os.environ.get("MSRDRV_KVER") or os.uname().release
@@ -169,7 +169,7 @@ def as_member(*argv: str, wait: bool = True) -> Any:
 
 _MANY = """
 import contextlib, io, json, sys
-from msrctl.cli import main
+from msrctl.cli.main import main
 out = []
 for args in json.loads(sys.argv[1]):
     o, e = io.StringIO(), io.StringIO()
@@ -266,7 +266,7 @@ def cprog(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 BATCH_AS = """
 import errno, json, sys
-from msrctl.device import Batch, Device, DeviceError
+from msrctl.device.msrdrv import Batch, Device, DeviceError
 ops = json.loads(sys.argv[1])
 try:
     dev = Device()

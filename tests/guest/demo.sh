@@ -14,7 +14,7 @@ msrctl load --ko dkms/msrdrv.ko
 ls -l /dev/msrdrv
 echo
 /usr/bin/python3 - <<'PYEOF'
-from msrctl.device import Batch, Device
+from msrctl.device.msrdrv import Batch, Device
 
 MSRS = {"IA32_APIC_BASE": 0x1B, "IA32_TSC_AUX": 0xC0000103, "IA32_EFER": 0xC0000080, "IA32_PAT": 0x277}
 with Device() as dev:

@@ -20,8 +20,8 @@ import pytest
 from conftest import Device
 from conftest import cli_calls as run_many
 
-from msrctl import allowlist
-from msrctl.allowlist import Entry
+from msrctl.admin import allowlist
+from msrctl.admin.allowlist import Entry
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE = "/dev/msrdrv"

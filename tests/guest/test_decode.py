@@ -13,8 +13,8 @@ from pathlib import Path
 
 from conftest import Device, as_member, online_cpus, run_many
 
-from msrctl import allowlist
-from msrctl.allowlist import Entry
+from msrctl.admin import allowlist
+from msrctl.admin.allowlist import Entry
 
 ROOT = Path(__file__).resolve().parents[2]
 CPUS = online_cpus()

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from conftest import MEMBER, REPO, Device, cli_calls, cpu_driver_in, cpu_driver_out, online_cpus, results_dir
 
-from msrctl import allowlist, errors
+from msrctl import errors
+from msrctl.admin import allowlist
 from msrctl.exporter import families, limits
 
 PROMETHEUS = "/usr/bin/prometheus"

@@ -30,8 +30,8 @@ from conftest import (
     unload_module,
 )
 
-from msrctl import allowlist
-from msrctl.device import CPU_SELF
+from msrctl.admin import allowlist
+from msrctl.device.msrdrv import CPU_SELF
 
 APIC_BASE = 0x1B
 TSC_AUX = 0xC0000103
@@ -352,7 +352,7 @@ def test_offline_cpu_is_enxio(dev: Device) -> None:
 
 UNPRIVILEGED = """
 import errno, sys
-from msrctl.device import Batch, Device, DeviceError
+from msrctl.device.msrdrv import Batch, Device, DeviceError
 try:
     dev = Device()
 except DeviceError as e:

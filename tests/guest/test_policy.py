@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from conftest import Batch, Device, abi, as_member, batch_as, ffi, read_on, results_dir
 
-from msrctl import allowlist
-from msrctl.allowlist import Entry
+from msrctl.admin import allowlist
+from msrctl.admin.allowlist import Entry
 
 APIC_BASE = 0x1B
 TSC = 0x10
@@ -93,7 +93,7 @@ def test_malformed_lists_rejected_and_old_list_kept(
 
 def test_loading_needs_cap_sys_admin(clean_policy: Device) -> None:
     code = (
-        "import errno; from msrctl.device import Device; from msrctl import allowlist\n"
+        "import errno; from msrctl.device.msrdrv import Device; from msrctl.admin import allowlist\n"
         "from msrctl.errors import MsrctlError\n"
         "d = Device()\n"
         "try:\n    allowlist.clear(d.fd)\nexcept MsrctlError as e:\n    print(e.code, e.message)\n"
@@ -168,7 +168,7 @@ def test_group_member_masked_write_respects_both_masks(clean_policy: Device) -> 
     dev.submit(b)
     allowlist.load(dev.fd, [Entry(TSC, 0), Entry(TSC_AUX, 0xFF00)])  # readable: the result comes back
     code = (
-        "from msrctl.device import Batch, Device\n"
+        "from msrctl.device.msrdrv import Batch, Device\n"
         "d = Device(); b = Batch(1); b.write(0xc0000103, 0x2222, 0, mask=0x0f0f); d.submit(b)\n"
         "print(b.err(0), hex(b.value(0)))\n"
     )
@@ -193,7 +193,7 @@ def test_list_swaps_are_atomic_for_a_batch(clean_policy: Device) -> None:
     # a loaded TCG guest, and on a slow CI host 1500 batches spanned only 9 swaps.
     code = (
         "import collections, json, sys, time\n"
-        "from msrctl.device import Batch, Device\n"
+        "from msrctl.device.msrdrv import Batch, Device\n"
         "d = Device(); b = Batch(2); b.read(0xe7, 0); b.read(0xe8, 0)\n"
         "seen = collections.Counter(); flips = n = 0; last = None; end = time.monotonic() + 120\n"
         "print('ready', flush=True)\n"

@@ -35,8 +35,8 @@ from conftest import (
     read_on,
 )
 
-from msrctl import allowlist, protected
-from msrctl.allowlist import Entry
+from msrctl.admin import allowlist, protected
+from msrctl.admin.allowlist import Entry
 
 TSC = 0x10
 APIC_BASE = 0x1B
@@ -75,7 +75,7 @@ def set_list(fd: int, rows: list[tuple[int, int, int]]) -> int:
 
 MEMBER_OPS = """
 import errno, json, os, sys
-from msrctl.device import Batch, Device
+from msrctl.device.msrdrv import Batch, Device
 ops = json.loads(sys.argv[1])
 dev = Device()
 b = Batch(len(ops))
@@ -175,7 +175,7 @@ def test_node_mode_0640_makes_the_group_read_only(policy: Device) -> None:
     NODE.chmod(0o640)
     code = (
         "import errno, os, json\n"
-        "from msrctl.device import Batch, Device\n"
+        "from msrctl.device.msrdrv import Batch, Device\n"
         "try:\n    os.open('/dev/msrdrv', os.O_RDWR)\nexcept OSError as e:\n    rdwr = errno.errorcode[e.errno]\n"
         "d = Device()\n"
         "b = Batch(2); b.read(0x10, 0); b.write(0xc0000103, 0x4200, 0, 0xff00); d.submit(b)\n"
@@ -235,7 +235,7 @@ def test_write_only_entry_writes_without_reading(policy: Device) -> None:
 
 HAMMER = """
 import sys
-from msrctl.device import Batch, Device
+from msrctl.device.msrdrv import Batch, Device
 d = Device()
 n = d.info().max_ops
 b = Batch(n)
@@ -389,7 +389,7 @@ def test_ops_after_stop_must_be_readable_and_are_left_alone(policy: Device) -> N
 def test_member_batches_are_smaller(policy: Device) -> None:
     allowlist.load(policy.fd, [Entry(TSC, 0)])
     code = (
-        "import errno\nfrom msrctl.device import Batch, Device, DeviceError\n"
+        "import errno\nfrom msrctl.device.msrdrv import Batch, Device, DeviceError\n"
         "d = Device(); n = d.info().max_ops; print(n)\n"
         "b = Batch(n + 1)\nfor i in range(n + 1):\n    b.read(0x10, 0)\n"
         "try:\n    d.submit(b)\nexcept DeviceError as e:\n    print(errno.errorcode[e.errno])\n"
@@ -421,7 +421,7 @@ def test_snapshot_flag_is_limited_to_one_section(policy: Device) -> None:
 
 SPINNER = """
 import os, sys
-from msrctl.device import Batch, Device
+from msrctl.device.msrdrv import Batch, Device
 os.sched_setaffinity(0, {1})
 d = Device(); b = Batch(1); b.write(0x6e1, 0, 1)
 print("ready", flush=True)
@@ -466,7 +466,7 @@ def test_resubmitted_batch_keeps_its_inputs(policy: Device) -> None:
     """The kernel writes back only value and err: a Batch built once runs the same again."""
     allowlist.load(policy.fd, [Entry(APIC_BASE, 0), Entry(TSC_AUX, 0xFF00)])
     code = (
-        "import json, os\nfrom msrctl.device import Batch, Device, CPU_SELF\n"
+        "import json, os\nfrom msrctl.device.msrdrv import Batch, Device, CPU_SELF\n"
         "d = Device(); b = Batch(2); b.read(0x1b, CPU_SELF); b.write(0xc0000103, 0x4200, CPU_SELF, mask=0xffff)\n"
         "out = []\n"
         "for cpu in (0, 1):\n"
@@ -537,7 +537,7 @@ def test_rdtsc_refused_to_a_task_that_disabled_the_tsc(policy: Device, cprog: An
 def test_root_write_logs_msr_and_process(policy: Device) -> None:
     code = (
         "import ctypes\nctypes.CDLL(None).prctl(15, b'msrdrv-wlog', 0, 0, 0)\n"
-        "from msrctl.device import Batch, Device\n"
+        "from msrctl.device.msrdrv import Batch, Device\n"
         "d = Device(); b = Batch(1); b.write(0xc0000103, 0x4321, 0); d.submit(b); b.check()\n"
     )
     for _ in range(2):  # the log is rate-limited (5 s window): wait one out once
@@ -603,7 +603,7 @@ def test_privilege_is_fixed_at_open_even_for_a_passed_fd(policy: Device) -> None
 
 SAMPLE_AS = """
 import errno, json, sys
-from msrctl.device import DeviceError
+from msrctl.device.msrdrv import DeviceError
 from msrctl.ksampler import Sampler
 out = []
 for ops, kw in json.loads(sys.argv[1]):
@@ -648,7 +648,7 @@ def test_member_sampler_bounds_are_stricter(policy: Device) -> None:
         ([TSC], {"records": 32768}),
     ]) == ["ERANGE", "OK", "E2BIG", "OK", "EFBIG", "OK"]  # fmt: skip
     code = (
-        "import errno\nfrom msrctl.device import DeviceError\nfrom msrctl.ksampler import Sampler\n"
+        "import errno\nfrom msrctl.device.msrdrv import DeviceError\nfrom msrctl.ksampler import Sampler\n"
         "held = [Sampler([0x10], cpus=[0], period_ns=50_000_000) for _ in range(4)]\n"
         "try:\n    Sampler([0x10], cpus=[0]); print('OK')\n"
         "except DeviceError as e:\n    print(errno.errorcode[e.errno])\n"

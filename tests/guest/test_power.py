@@ -13,7 +13,7 @@ import sys
 
 from conftest import Device, as_member, run_many
 
-from msrctl import allowlist
+from msrctl.admin import allowlist
 
 ABSENT = "RAPL absent: MSR_RAPL_POWER_UNIT reads 0 (not implemented here)"
 

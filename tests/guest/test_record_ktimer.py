@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import MEMBER, REPO, Device, cpu_driver_in, cpu_driver_out, online_cpus, set_cpu_online
 
-from msrctl import allowlist, backend
+from msrctl.admin import allowlist
+from msrctl.device import backend
 from msrctl.telemetry import topology
 
 

@@ -130,7 +130,7 @@ def records_until(s: Sampler, n: int, timeout: float = 30.0) -> dict[int, Any]:
 def test_info_reports_the_sampler_and_its_bounds(dev: Device) -> None:
     lim = limits(dev)
     assert (lim.min_period_ns, lim.max_ops, lim.max_kib) == (10_000, 64, 65536)
-    out = run_as("msruser", "from msrctl.device import Device\nfrom msrctl.ksampler import limits\n"
+    out = run_as("msruser", "from msrctl.device.msrdrv import Device\nfrom msrctl.ksampler import limits\n"
                             "print(limits(Device()))")  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "min_period_ns=100000, max_ops=16, max_kib=4096" in out.stdout
@@ -363,7 +363,7 @@ def test_ring_memory_is_charged_to_the_callers_cgroup(dev: Device, tmp_path: Pat
     try:
         (cg / "memory.max").write_text(str(8 << 20))
         code = (
-            "import errno, os, sys\nfrom msrctl.device import DeviceError\nfrom msrctl.ksampler import Sampler\n"
+            "import errno, os, sys\nfrom msrctl.device.msrdrv import DeviceError\nfrom msrctl.ksampler import Sampler\n"
             f"open('{cg}/cgroup.procs', 'w').write(str(os.getpid()))\n"
             "for records in (4096, 131072):\n"
             "    try:\n        Sampler(['rdtsc'], cpus=[0, 1], records=records).close(); print(records, 'OK')\n"

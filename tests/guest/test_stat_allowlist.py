@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import MEMBER, REPO, Device, batch_as, cpu_driver_in, read_msrs
 
-from msrctl import allowlist, events, region
-from msrctl.pmu import Pmu
+from msrctl.admin import allowlist
+from msrctl.perf import events, region
+from msrctl.perf.pmu import Pmu
 
 
 def msrctl(*args: str, user: list[str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -32,9 +32,9 @@ from conftest import (
 )
 from conftest import cli_calls as run_many
 
-from msrctl import backend
-from msrctl.device import CPU_SELF, DeviceError
-from msrctl.stockmsr import StockDevice
+from msrctl.device import backend
+from msrctl.device.msrdrv import CPU_SELF, DeviceError
+from msrctl.device.stockmsr import StockDevice
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHONS = [p for p in os.environ.get("MSRCTL_PYTHONS", sys.executable).split(":") if p]

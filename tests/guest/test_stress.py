@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from conftest import MEMBER, Batch, Device, online_cpus, results_dir
 
-from msrctl import allowlist
-from msrctl.allowlist import Entry
+from msrctl.admin import allowlist
+from msrctl.admin.allowlist import Entry
 
 TSC_AUX = 0xC0000103
 # MSRs whose change would show a privilege leak (or wreck the guest); none

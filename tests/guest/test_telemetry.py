@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from conftest import MEMBER, REPO, TRACEFS, Device, MsrTrace, results_dir
 
-from msrctl import allowlist
+from msrctl.admin import allowlist
 from msrctl.telemetry import catalog, cpu, msrs, probe, topology
 from msrctl.telemetry.msrs import APERF, MPERF, PKG_ENERGY, THERM_STATUS
 from msrctl.telemetry.plan import Context, Plan, Reader
@@ -67,7 +67,7 @@ def traced_reads() -> list[tuple[int, int]]:
 def test_one_exact_batch_per_sample(dev: Device, cpus: list[int]) -> None:
     """Per-CPU registers on every CPU, per-core once per core, per-package once per package,
     RDTSC per CPU: that batch, and only it, goes to the module once per sample."""
-    from msrctl import abi
+    from msrctl.device import abi
 
     topo = topology.read()
     assert topo.numbers == cpus
@@ -132,7 +132,7 @@ WHAT_IF_INTEL = cpu.CpuInfo("GenuineIntel", 6, 0x8C, "what-if", frozenset({"aper
 
 PROBE_AS_MEMBER = """
 import json
-from msrctl.device import Device
+from msrctl.device.msrdrv import Device
 from msrctl.telemetry import cpu, probe, topology
 info = cpu.CpuInfo("GenuineIntel", 6, 0x8C, "what-if", frozenset({"aperfmperf", "dts", "pts", "hypervisor"}))
 with Device(write=False) as dev:
@@ -141,7 +141,7 @@ with Device(write=False) as dev:
 
 
 def test_probe_batch_and_its_reads_0_verdicts(dev: Device) -> None:
-    from msrctl import abi
+    from msrctl.device import abi
 
     topo = topology.read()
     counting = Counting(dev)  # a backend without INFO: the probe does without it

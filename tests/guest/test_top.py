@@ -30,7 +30,7 @@ from conftest import (
     unload_module,
 )
 
-from msrctl import allowlist
+from msrctl.admin import allowlist
 from msrctl.telemetry import cpu, probe, table, topology
 
 TMUX = "/usr/bin/tmux"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from conftest import Batch, Device, batch_as
 
-from msrctl import allowlist
-from msrctl.allowlist import Entry
+from msrctl.admin import allowlist
+from msrctl.admin.allowlist import Entry
 
 LOCKDOWN = Path("/sys/kernel/security/lockdown")
 TSC_AUX = 0xC0000103

@@ -1,4 +1,4 @@
-"""The cffi declarations in msrctl/abi.py match the real dkms/msrdrv.h, compiled by cc."""
+"""The cffi declarations in msrctl/device/abi.py match the real dkms/msrdrv.h, compiled by cc."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ STRUCTS = {
 }  # fmt: skip
 # Flexible array members: no size of their own in C.
 FLEXIBLE = {"msrdrv_record.values"}
-# C macro -> attribute of msrctl.abi
+# C macro -> attribute of msrctl.device.abi
 CONSTANTS = {
     "MSRDRV_ABI_VERSION": "ABI_VERSION",
     "MSRDRV_OP_NOP": "OP_NOP",
@@ -119,7 +119,7 @@ def c_facts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_struct_layout(c_facts: dict[str, str]) -> None:
-    from msrctl.abi import ffi
+    from msrctl.device.abi import ffi
 
     for struct, fields in STRUCTS.items():
         ctype = f"struct {struct}"
@@ -133,20 +133,20 @@ def test_struct_layout(c_facts: dict[str, str]) -> None:
 
 
 def test_constants(c_facts: dict[str, str]) -> None:
-    from msrctl import abi
+    from msrctl.device import abi
 
     for macro, attr in CONSTANTS.items():
         assert getattr(abi, attr) == int(c_facts[f"const {macro}"]), macro
     assert abi.DEVICE == c_facts["device"]
 
 
-# Macros with no msrctl.abi counterpart: masks of the others, the device path
+# Macros with no msrctl.device.abi counterpart: masks of the others, the device path
 # (checked above), the version buffer (checked as a field size).
 UNMIRRORED = {"MSRDRV_OP_MAX", "MSRDRV_OPF_ALL", "MSRDRV_BATCH_ALL", "MSRDRV_ALLOW_ALL", "MSRDRV_VERSION_LEN"}
 
 
 def test_every_header_constant_is_mirrored() -> None:
-    """A bit added to msrdrv.h must be added to msrctl.abi (and to CONSTANTS) too."""
+    """A bit added to msrdrv.h must be added to msrctl.device.abi (and to CONSTANTS) too."""
     import re
 
     header = (ROOT / "dkms" / "msrdrv.h").read_text()

@@ -6,8 +6,9 @@ import errno
 
 import pytest
 
-from msrctl import allowlist, errors
-from msrctl.allowlist import Entry
+from msrctl import errors
+from msrctl.admin import allowlist
+from msrctl.admin.allowlist import Entry
 from msrctl.errors import MsrctlError, UsageError
 
 OS, INT, ANY = 1 << 17, 1 << 20, 1 << 21

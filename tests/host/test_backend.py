@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from msrctl import abi, backend, diagnose, errors, render, status
-from msrctl.device import CPU_SELF, Batch, Device, DeviceError
-from msrctl.stockmsr import StockDevice, stock_errno
+from msrctl import errors
+from msrctl.admin import diagnose, render, status
+from msrctl.device import abi, backend
+from msrctl.device.msrdrv import CPU_SELF, Batch, Device, DeviceError
+from msrctl.device.stockmsr import StockDevice, stock_errno
 
 ROOT = Path(__file__).resolve().parents[2]
 APIC, TSC, REG, ABSENT = 0x1B, 0x10, 0x100, 0x1000  # ABSENT lies past each fake node's end: reads fault

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from msrctl.batchfile import parse
+from msrctl.cli.batchfile import parse
+from msrctl.device.ops import Op
 from msrctl.errors import UsageError
-from msrctl.ops import Op
 
 
 def online() -> list[int]:

@@ -147,7 +147,7 @@ def test_errors(env: dict[str, str], args: list[str], code: int, message: str) -
 
 LAZY = """
 import sys
-from msrctl import cli
+from msrctl.cli import main as cli
 code = cli.main(sys.argv[1:])
 print(code, ",".join(sorted(sys.modules)), file=sys.stderr)
 """
@@ -164,5 +164,5 @@ print(code, ",".join(sorted(sys.modules)), file=sys.stderr)
 def test_decode_opens_the_device_only_for_context(env: dict[str, str], args: list[str], device: bool) -> None:
     res = subprocess.run([sys.executable, "-c", LAZY, *args], capture_output=True, text=True, env=env, check=False)
     loaded = set(res.stderr.splitlines()[-1].split(" ", 1)[1].split(","))
-    assert ("msrctl.device" in loaded) == device
+    assert ("msrctl.device.msrdrv" in loaded) == device
     assert "jinja2" not in loaded

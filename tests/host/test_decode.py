@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from msrctl import decode, registers, regschema
+from msrctl import decode
 from msrctl.decode import Context, DecodedField, rapl_units
-from msrctl.regschema import TableError
+from msrctl.registers import schema as regschema
+from msrctl.registers import table as registers
+from msrctl.registers.schema import TableError
 
 ROOT = Path(__file__).resolve().parents[2]
 # SDM: MSR_RAPL_POWER_UNIT's usual value: power 1/2^3 W, energy 1/2^14 J (61 uJ), time 1/2^10 s (976 us).

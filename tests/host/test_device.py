@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from msrctl import abi
-from msrctl.device import CPU_SELF, Batch, Device, DeviceError, Info, op_error_text
+from msrctl.device import abi
+from msrctl.device.msrdrv import CPU_SELF, Batch, Device, DeviceError, Info, op_error_text
 
 
 def test_snapshot_sets_the_batch_flag() -> None:

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from msrctl import diagnose, errors, status, system
-from msrctl.allowlist import Entry
+from msrctl import errors
+from msrctl.admin import diagnose, status, system
+from msrctl.admin.allowlist import Entry
 
 NONE_LOADED = "no msrdrv allowlist is loaded, and without one group msr may read and write nothing"
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from msrctl import errors, system
+from msrctl import errors
+from msrctl.admin import system
 
 
 def make_tree(root: Path, installed: bool) -> None:
@@ -37,7 +38,7 @@ def test_added_only_and_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_a_missing_module_names_the_missing_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No package; the package but no kernel headers (DKMS skipped the build); headers but no build."""
-    from msrctl.modtool import not_installed
+    from msrctl.admin.modtool import not_installed
 
     monkeypatch.setenv("MSRCTL_SYSROOT", str(tmp_path))
     release = "6.1.0-56-amd64"

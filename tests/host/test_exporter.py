@@ -24,7 +24,7 @@ from prometheus_client import generate_latest
 from prometheus_client.core import CollectorRegistry
 
 from msrctl import errors
-from msrctl.device import DeviceError
+from msrctl.device.msrdrv import DeviceError
 from msrctl.errors import MsrctlError, UsageError
 from msrctl.exporter import families, limits, listen
 from msrctl.exporter.collector import TelemetryCollector

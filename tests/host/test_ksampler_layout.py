@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from msrctl import abi
-from msrctl.abi import ffi
+from msrctl.device import abi
+from msrctl.device.abi import ffi
 from msrctl.ksampler import layout
 from msrctl.ksampler.layout import LayoutError, Record, RingHeader, SamplerHeader
 from msrctl.ksampler.sampler import Limits, start_error

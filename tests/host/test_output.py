@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from msrctl.output import Format, _decdigits, extract, format_value, msr_label, record
+from msrctl.cli.output import Format, _decdigits, extract, format_value, msr_label, record
 
 APIC = 0xFEE00900
 ONES = (1 << 64) - 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from msrctl.errors import USAGE, UsageError
-from msrctl.parse import parse_bitfield, parse_cpus, parse_int, parse_msr, parse_value
-from msrctl.registers import lookup
+from msrctl.registers.names import parse_msr
+from msrctl.registers.parse import parse_bitfield, parse_cpus, parse_int, parse_value
+from msrctl.registers.table import lookup
 
 
 @pytest.mark.parametrize(

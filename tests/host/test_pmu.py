@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from msrctl import events, region
-from msrctl import pmu as pmu_mod
-from msrctl.device import Batch
+from msrctl.device.msrdrv import Batch
 from msrctl.errors import UsageError
-from msrctl.events import Event, decode, encode
-from msrctl.pmu import Pmu, from_cpuid, from_cpuinfo
+from msrctl.perf import events, region
+from msrctl.perf import pmu as pmu_mod
+from msrctl.perf.events import Event, decode, encode
+from msrctl.perf.pmu import Pmu, from_cpuid, from_cpuinfo
 
 # --- encoding: SDM Vol. 3B architectural events (event, umask) -----------------
 

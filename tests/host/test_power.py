@@ -1,4 +1,4 @@
-"""RAPL power-limit arithmetic (msrctl/power.py) against values worked out from the
+"""RAPL power-limit arithmetic (msrctl/telemetry/power.py) against values worked out from the
 Intel SDM's MSR_RAPL_POWER_UNIT / MSR_PKG_POWER_LIMIT / MSR_PKG_POWER_INFO layouts,
 and the `msrctl power` command's parsing and the power-capping profile."""
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from fakecpu import write_sysfs
 
-from msrctl import allowlist
-from msrctl.cli_power import _SECONDS, _WATTS, _packages, parse_quantity
+from msrctl.admin import allowlist
+from msrctl.cli.power import _SECONDS, _WATTS, _packages, parse_quantity
 from msrctl.decode.units import rapl_window
 from msrctl.errors import UsageError
-from msrctl.power import (
+from msrctl.telemetry.power import (
     DOMAINS,
     MASK_ONE,
     MASK_TWO,

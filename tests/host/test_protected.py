@@ -1,11 +1,11 @@
-"""msrctl/protected.py is the kernel's msrdrv_protected[] table, range for range, word for word."""
+"""msrctl/admin/protected.py is the kernel's msrdrv_protected[] table, range for range, word for word."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from msrctl import protected
+from msrctl.admin import protected
 
 ROOT = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^\s*\{\s*(0x[0-9a-fA-F]+),\s*(0x[0-9a-fA-F]+)\s*\},\s*/\*\s*(.*?)\s*\*/\s*$")

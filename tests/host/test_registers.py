@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from msrctl import registers
 from msrctl.errors import UsageError
+from msrctl.registers import table as registers
 
 KNOWN = {
     "TSC": 0x10,
@@ -163,7 +163,7 @@ def test_every_name_in_the_profiles_is_one_read_knows() -> None:
     """The allowlist profiles name each MSR in a comment: `msrctl read NAME` must take that name."""
     import re
 
-    from msrctl import allowlist
+    from msrctl.admin import allowlist
 
     seen = 0
     for profile in allowlist.profiles():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from msrctl import render
+from msrctl.admin import render
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from msrctl.abi import REC_OFFLINE, REC_ONLINE, REC_REVOKED, REC_SAMPLE
+from msrctl.device.abi import REC_OFFLINE, REC_ONLINE, REC_REVOKED, REC_SAMPLE
 from msrctl.errors import UsageError
 from msrctl.ksampler.layout import Record
 from msrctl.telemetry import ksource

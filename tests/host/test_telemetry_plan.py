@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fakecpu import TWO_PACKAGES, write_sysfs
 
-from msrctl import abi
-from msrctl.device import Info
+from msrctl.device import abi
+from msrctl.device.msrdrv import Info
 from msrctl.errors import PERMISSION, MsrctlError, UsageError
 from msrctl.telemetry import catalog, cpu, msrs, probe, topology
 from msrctl.telemetry.derive import derive

@@ -19,7 +19,8 @@ import pytest
 from fakecpu import QEMU, SMALL, STATIC, STEP, XEON, write_sysfs
 from fakecpu import plan as _plan
 
-from msrctl import errors, terminal
+from msrctl import errors
+from msrctl.cli import terminal
 from msrctl.telemetry import probe, table
 from msrctl.telemetry.derive import Sample, derive
 from msrctl.telemetry.plan import Plan, Raw

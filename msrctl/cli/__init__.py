@@ -1,0 +1,1 @@
+"""The command line: the typer app (main), one module per command group, and the output helpers only it uses."""

@@ -1,0 +1,1 @@
+"""Performance counters: PMU detection, event encoding, and Region (count events around code)."""
