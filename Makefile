@@ -10,7 +10,7 @@ RESULTS := results
 # The guest kernel: the newest one installed with headers (linux-image-amd64).
 KVER    ?= $(shell ls -d /lib/modules/*/build 2>/dev/null | cut -d/ -f4 | sort -V | tail -1)
 
-.PHONY: all bootstrap module demo test test-host test-guest test-debug lint bench bench-irqoff bench-sampler bench-exporter clean
+.PHONY: all bootstrap module demo test test-host test-guest test-debug lint bench bench-startup bench-irqoff bench-sampler bench-exporter clean
 
 all: module
 
@@ -34,6 +34,12 @@ bench: module
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq msr-tools >/dev/null || true
 	@$(PY) -c "import matplotlib" 2>/dev/null || .venv/bin/pip install -q matplotlib || true
 	$(PY) bench/run.py
+
+# The CLI's start-up alone, natively on the host (a few minutes, no guest):
+# `msrctl read` against `python3 -c pass` and against `import typer`, both
+# Python stacks, bytecode compiled (bench/results/startup.md).
+bench-startup: bootstrap
+	$(PY) bench/run.py --startup-only
 
 # The longest stall one batch causes on its target CPU, this tree against the
 # module before interrupts-off sections (bench/irqoff.py; emulated figures).

@@ -1,5 +1,5 @@
 """In-guest: the Python library against C for the same 32-read batch, and
-CLI start-up against the interpreter's own.
+CLI start-up against the interpreter's own and against importing typer alone.
 
 One run is one block of bench/run.py; it prints one JSON object.  Run as root
 in the benchmark guest (bench/guest.sh) with MSRBENCH_LIB pointing at
@@ -111,19 +111,26 @@ def run_timed(cmd: list[str], env: dict[str, str], expect: int = 0) -> tuple[flo
 
 
 def startup(runs: int, stacks: dict[str, str], warm: bool, msrctl_rc: int = 0) -> dict[str, dict[str, Any]]:
-    """Least wall and CPU seconds of `msrctl read 0x10` and of `python3 -c pass`
-    on each Python stack (name -> interpreter).
+    """Least wall and CPU seconds of `msrctl read 0x10`, of `python3 -c pass` and of
+    `python3 -c "import typer"` on each Python stack (name -> interpreter), with
+    msrctl's bytecode compiled first, as an installed package has it.
 
     A start-up under TCG depends on what ran just before it: right after the
     PyPI stack's msrctl, `python3 -c pass` took 2-4x its usual CPU time.  So
-    each stack's pair runs on its own, interleaved run by run, after one
+    each stack's commands run on their own, interleaved run by run, after one
     untimed `-c pass` of that stack (two when warm: the guest's first block
     also has a cold page cache), and each command's fastest run counts: what
     slows a start-up here only ever adds time.  msrctl_rc: the exit status
     msrctl must give (on a host without the module: 5, no device)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    for python in stacks.values():  # PYTHONDONTWRITEBYTECODE may be set: compile explicitly
+        subprocess.run([python, "-m", "compileall", "-q", str(REPO / "msrctl")], env=env, check=True)
     groups: dict[str, dict[str, list[str]]] = {
-        name: {"python_pass": [python, "-c", "pass"], "msrctl_read": [python, "-m", "msrctl", "read", "0x10"]}
+        name: {
+            "python_pass": [python, "-c", "pass"],
+            "python_typer": [python, "-c", "import typer"],
+            "msrctl_read": [python, "-m", "msrctl", "read", "0x10"],
+        }
         for name, python in stacks.items()
     }
     rdmsr = shutil.which("rdmsr")

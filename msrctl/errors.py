@@ -8,7 +8,7 @@ found" to shells.
 
 from __future__ import annotations
 
-# Here rather than in system.py, so that the CLI's start-up does not load that.
+# Here rather than in admin/system.py, so that the CLI's start-up does not load that.
 DEFAULT_DEVICE = "/dev/msrdrv"
 
 OK = 0

@@ -85,7 +85,7 @@ def explain_load_failure(stderr: str, release: str) -> MsrctlError:
 
 
 def wait_for_node(path: str, timeout: float) -> bool:
-    """Poll until udev/devtmpfs created the node."""
+    """Poll until devtmpfs (and udev) created the node."""
     deadline = time.monotonic() + timeout
     while True:
         if os.path.exists(path):

@@ -1,7 +1,7 @@
 """The bundled register table (data/registers.json): names, vendors, bitfields.
 
 Loaded on first use only, so commands given plain MSR numbers never read it.
-Each entry is checked as it loads (regschema.py); fields carry a kind (ratio,
+Each entry is checked as it loads (schema.py); fields carry a kind (ratio,
 power, temperature, ...) that msrctl.decode turns into physical units.
 """
 

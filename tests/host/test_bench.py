@@ -110,3 +110,31 @@ def test_python_rows_show_the_values_call_and_cpythons_floor() -> None:
     text = run.render(d)
     assert "then the 32 values in one call (`Batch.array()`) | 75000 ns | 30000 ns | **2.50x**" in text
     assert "CPython's floor: one bare `fcntl.ioctl`" in text and "**1.30x**" in text
+
+
+def test_startup_over_typers_import_has_its_goal_and_rows(tmp_path: Path) -> None:
+    """msrctl's start-up against `import typer` alone (issue 26's 1.25x goal, Debian 12's stack)."""
+    blocks = []
+    for typer_cpu in (0.040, 0.044, 0.042):
+        b = py_block()["startup"]
+        b["debian"] |= {"python_typer_s": 0.05, "python_typer_cpu_s": typer_cpu, "msrctl_read_cpu_s": 0.052}
+        b["pypi"] |= {"python_typer_s": 0.07, "python_typer_cpu_s": 0.064, "msrctl_read_cpu_s": 0.096}
+        blocks.append(b)
+    r = run.startup_ratios(blocks[0], "host_")
+    assert r["host_startup_typer_debian"] == 0.052 / 0.040 and r["host_startup_typer_pypi"] == 1.5
+    d = data([c_block()] * 3, [{**py_block(), "startup": b} for b in blocks])
+    deb = d["ratios"]["host_startup_typer_debian"]
+    assert (deb["goal"], deb["median"], deb["verdict"]) == (1.25, 0.052 / 0.042, "borderline")
+    assert (
+        d["ratios"]["host_startup_typer_pypi"]["goal"] is None
+        and "verdict" not in d["ratios"]["host_startup_typer_pypi"]
+    )
+    text = run.render(d)
+    row = next(line for line in text.splitlines() if "'import typer'`'s, Debian 12" in line)
+    assert "| 52.0 ms CPU | 42.0 ms CPU | **1.24x** (1.18-1.30) | <= 1.25x | borderline |" in row
+    args = type("Args", (), {"host_runs": 5, "out": tmp_path})()
+    assert run.startup_report(blocks, args) == 0
+    table = (tmp_path / "startup.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| Debian 12 packages"))
+    assert "| 52.0 ms CPU | 42.0 ms CPU | 1000.0 ms CPU | **1.24x** (1.18-1.30) | <= 1.25x | borderline |" in row
+    assert json.loads((tmp_path / "startup.json").read_text())["ratios"]["host_startup_typer_pypi"]["median"] == 1.5

@@ -90,3 +90,47 @@ def test_the_bench_scripts_write_docs_benchmarks(module, tmp_path: Path, monkeyp
     monkeypatch.setattr(module, "REPO", tmp_path)
     module.update_docs("| new |\n")
     assert page.read_text() == f"# Benchmarks\n\n{module.README_START}\n| new |\n{module.README_END}\nafter\n"
+
+
+# Repository paths and msrctl module paths that a page names, in prose or code.
+DOC_FILES = [*PAGES, REPO / "bench" / "README.md", *sorted((REPO / "msrctl").rglob("*.py"))]
+REPO_PATH = re.compile(r"(?<![\w./-])((?:msrctl|dkms|tests|bench|debian|docs|udev)/[\w.*/-]*[\w*])")
+MODULE_PATH = re.compile(r"(?<![\w./-])(msrctl(?:\.[A-Za-z_]\w*)+)")
+NOT_MODULES = re.compile(r"\.(yml|yaml|json|j2|md|py|service|rules)$")
+
+
+def named_paths(text: str) -> list[str]:
+    return [p for p in REPO_PATH.findall(text) if not p.startswith(("docs/examples/generated",))]
+
+
+def resolves(dotted: str) -> bool:
+    """msrctl.a.b.C: the longest importable module, then attributes."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("page", DOC_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_named_file_and_module_exists(page: Path) -> None:
+    """A page (or a module's comment) that names a file or a module that moved is out of date."""
+    text = page.read_text()
+    missing = [p for p in named_paths(text) if not list(REPO.glob(p.rstrip("/")))]
+    missing += [m for m in MODULE_PATH.findall(text) if not NOT_MODULES.search(m) and not resolves(m)]
+    assert not missing, missing
+
+
+def test_the_path_check_sees_a_moved_file() -> None:
+    text = "see `msrctl/cli.py` and msrctl.device.Batch, not dkms/msrdrv_main.c or msrctl.device.msrdrv.Batch"
+    assert [p for p in named_paths(text) if not list(REPO.glob(p))] == ["msrctl/cli.py"]
+    assert [m for m in MODULE_PATH.findall(text) if not resolves(m)] == ["msrctl.device.Batch"]
