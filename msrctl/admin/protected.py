@@ -3,7 +3,7 @@
 They hold kernel (or guest-physical) addresses or record kernel control flow:
 reading one defeats KASLR or leaks another task's state, writing one hijacks
 the kernel.  The kernel refuses an allowlist naming one (EACCES); msrctl
-refuses it first, with the file's line.  tests/host/test_protected.py parses
+refuses it first, with the file's line.  tests/host/admin/test_protected.py parses
 the C table and checks this copy against it, so the two cannot drift.
 """
 

@@ -3,7 +3,7 @@
 The C declarations live once, in abi_build.py; they are compiled ahead of
 time into _abi_cffi.py (cffi's out-of-line ABI mode) so that importing this
 module does not load cffi's C parser, which dominates start-up time.
-tests/host/test_abi.py compiles the real header and checks every size,
+tests/host/device/test_abi.py compiles the real header and checks every size,
 offset and ioctl number below against it, so the two cannot drift.
 """
 

@@ -3,8 +3,8 @@ layout, and which records of a ring are unread.
 
 Pure functions over a buffer (an mmap, or bytes made to the same layout in
 the host tests); numpy is needed only for record_dtype() and record_views().
-tests/host/test_ksampler_layout.py checks every offset here against the cffi
-declarations, which tests/host/test_abi.py checks against the C header.
+tests/host/ksampler/test_ksampler_layout.py checks every offset here against the cffi
+declarations, which tests/host/device/test_abi.py checks against the C header.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 QEMU TCG emulates no RAPL: MSR_RAPL_POWER_UNIT reads 0 without faulting.  So
 here the commands must say RAPL is absent (exit 4), never show 0 W limits, and
 a member's access must follow the power-capping profile.  The arithmetic of
-real limits is pinned by tests/host/test_power.py.
+real limits is pinned by tests/host/telemetry/test_power.py.
 """
 
 from __future__ import annotations

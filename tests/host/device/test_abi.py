@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 STRUCTS = {

@@ -20,7 +20,7 @@ from msrctl.telemetry.plan import PlanOp
 from msrctl.telemetry.sampler import Stats
 from msrctl.telemetry.totals import Totals
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from msrctl.ksampler import layout
 from msrctl.ksampler.layout import LayoutError, Record, RingHeader, SamplerHeader
 from msrctl.ksampler.sampler import Limits, start_error
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PAGE = 4096
 
 

@@ -14,7 +14,7 @@ import typer.main
 
 from msrctl import errors
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

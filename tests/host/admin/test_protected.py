@@ -7,7 +7,7 @@ from pathlib import Path
 
 from msrctl.admin import protected
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ROW = re.compile(r"^\s*\{\s*(0x[0-9a-fA-F]+),\s*(0x[0-9a-fA-F]+)\s*\},\s*/\*\s*(.*?)\s*\*/\s*$")
 
 

@@ -31,7 +31,7 @@ from msrctl.telemetry.power import (
     with_raw,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 UNITS = 0xA0E03  # 1/8 W, 2^-14 J, 2^-10 s
 PKG = DOMAINS["package"]
 DRAM = DOMAINS["dram"]

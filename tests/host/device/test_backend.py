@@ -20,7 +20,7 @@ from msrctl.device import abi, backend
 from msrctl.device.msrdrv import CPU_SELF, Batch, Device, DeviceError
 from msrctl.device.stockmsr import StockDevice, stock_errno
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 APIC, TSC, REG, ABSENT = 0x1B, 0x10, 0x100, 0x1000  # ABSENT lies past each fake node's end: reads fault
 SIZE = 0x200
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from msrctl.admin import render
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_committed_udev_rule_is_rendered() -> None:

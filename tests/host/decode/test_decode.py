@@ -14,7 +14,7 @@ from msrctl.registers import schema as regschema
 from msrctl.registers import table as registers
 from msrctl.registers.schema import TableError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # SDM: MSR_RAPL_POWER_UNIT's usual value: power 1/2^3 W, energy 1/2^14 J (61 uJ), time 1/2^10 s (976 us).
 SKL_UNITS = 0xA0E03
 

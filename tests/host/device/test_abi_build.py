@@ -6,7 +6,7 @@ from pathlib import Path
 
 from msrctl.device import abi_build
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_generated_abi_module_is_current(tmp_path: Path) -> None:

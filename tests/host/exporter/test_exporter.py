@@ -31,7 +31,7 @@ from msrctl.exporter.collector import TelemetryCollector
 from msrctl.telemetry import catalog, cpu, topology
 from msrctl.telemetry.plan import Plan, PlanOp, Raw
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian's prometheus package) is not installed")
 

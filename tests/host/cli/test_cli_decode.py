@@ -12,7 +12,7 @@ import pytest
 
 from msrctl import errors
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # PL1 15 W over 28 s, enabled and clamped; PL2 25 W over 2.441 ms, enabled; locked (units 0xa0e03)
 PKG_LIMIT = "0x804280c800dd8078"
 

@@ -25,7 +25,7 @@ from msrctl.telemetry import probe, table
 from msrctl.telemetry.derive import Sample, derive
 from msrctl.telemetry.plan import Plan, Raw
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
