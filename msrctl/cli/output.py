@@ -10,14 +10,12 @@ the field (rdmsr clears the sign bit and negates, which is off for most values).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 MODES = ("x", "X", "d", "u", "o", "r")
 
 
-@dataclass(frozen=True)
-class Format:
+class Format(NamedTuple):  # not a dataclass: cheaper to create at start-up (device/ops.py)
     mode: str = "x"
     c: bool = False
     zero: bool = False
@@ -39,7 +37,10 @@ def _decdigits(bits: int) -> int:
     return len(str((1 << bits) - 1)) if bits > 0 else 1
 
 
-def format_value(value: int, fmt: Format = Format()) -> str | bytes:
+_DEFAULT = Format()
+
+
+def format_value(value: int, fmt: Format = _DEFAULT) -> str | bytes:
     """One value as rdmsr prints it (without the newline); bytes for -r without -c."""
     if fmt.mode not in MODES:
         raise ValueError(f"unknown output mode {fmt.mode!r}")
