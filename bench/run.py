@@ -110,6 +110,16 @@ def verdict(s: dict[str, Any], goal: float, direction: str) -> str:
     return "borderline"  # some blocks meet it, some do not
 
 
+def judged(key: str, s: dict[str, Any]) -> dict[str, Any]:
+    """A ratio's summary with its goal and verdict, where GOALS gives one."""
+    if key in GOALS:
+        what, goal, direction = GOALS[key]
+        s.update(what=what, goal=goal, direction=direction)
+        if goal is not None:
+            s.update(verdict=verdict(s, goal, direction))
+    return s
+
+
 def aggregate(
     c_blocks: list[dict[str, Any]], py_blocks: list[dict[str, Any]], host_blocks: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -118,12 +128,7 @@ def aggregate(
     ratios = {}
     for key in per_block[0]:
         s = summary([b[key] for b in per_block])
-        if key in GOALS:
-            what, goal, direction = GOALS[key]
-            s.update(what=what, goal=goal, direction=direction)
-            if goal is not None:
-                s.update(verdict=verdict(s, goal, direction))
-        ratios[key] = s
+        ratios[key] = judged(key, s)
 
     def med(blocks: list[dict[str, Any]], *path: str) -> float:
         """Median over blocks of the value at path."""
@@ -229,12 +234,7 @@ def startup_report(blocks: list[dict[str, Any]], args: argparse.Namespace) -> in
     ratios = {}
     for key in per_block[0]:
         s = summary([b[key] for b in per_block])
-        if key in GOALS:
-            what, goal, direction = GOALS[key]
-            s.update(what=what, goal=goal, direction=direction)
-            if goal is not None:
-                s.update(verdict=verdict(s, goal, direction))
-        ratios[key] = s
+        ratios[key] = judged(key, s)
     absolute = {
         stack: {what: statistics.median(b[stack][what] for b in blocks) for what in s if not what.endswith("_runs")}
         for stack, s in blocks[0].items()
