@@ -54,7 +54,7 @@ METRICS: tuple[Metric, ...] = (
 BY_NAME = {m.name: m for m in METRICS}
 
 # Static values a metric needs besides its sampled registers (probe.py finds them).
-BASE = "base_mhz"  # the frequency MPERF and the TSC count at
+BASE = "base_mhz"  # the frequency MPERF counts at
 TJMAX = "tjmax"  # per package
 RAPL_UNIT = "rapl_unit"  # per package and energy counter
 
@@ -80,7 +80,7 @@ _NO_LIMITS_AMD = "AMD CPUs have no limit-reasons MSR"
 _NO_CORE_ENERGY_INTEL = "Intel RAPL has no per-core energy counter (PP0 is all cores of a package: pp0_energy_j)"
 
 _FREQ = {
-    "mhz_effective": Source((msrs.APERF,), (BASE,)),
+    "mhz_effective": Source((msrs.APERF,)),
     "mhz_busy": Source((msrs.APERF, msrs.MPERF), (BASE,)),
     "busy_pct": Source((msrs.MPERF,)),
 }
@@ -168,5 +168,6 @@ ZERO_PLAUSIBLE = frozenset(
     for r in (
         msrs.CORE_C3, msrs.CORE_C6, msrs.CORE_C7, msrs.PKG_C2, msrs.PKG_C3, msrs.PKG_C6, msrs.PKG_C7,
         msrs.PKG_C8, msrs.PKG_C9, msrs.PKG_C10, msrs.PERF_LIMIT_REASONS,
+        msrs.FSB_FREQ,  # code 0: an 83.3 MHz bus clock
     )
 )  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..device.cpus import sysroot
+from ..registers import models
 
 VENDORS = {"GenuineIntel": "intel", "AuthenticAMD": "amd", "HygonGenuine": "amd"}
 
@@ -21,6 +22,7 @@ class CpuInfo:
     model: int = 0  # the displayed model (extended model included)
     model_name: str = ""
     flags: frozenset[str] = field(default_factory=frozenset)
+    stepping: int | None = None
 
     @property
     def vendor(self) -> str:
@@ -29,6 +31,10 @@ class CpuInfo:
 
     def has(self, flag: str) -> bool:
         return flag in self.flags
+
+    def model_entry(self) -> models.Model:
+        """This CPU's entry in the model table (its quirks)."""
+        return models.lookup(self.vendor, self.family, self.model, self.stepping)
 
     def describe(self) -> str:
         name = self.model_name or self.vendor_id or "unknown CPU"
@@ -59,6 +65,7 @@ def parse(text: str) -> CpuInfo:
         number("model"),
         fields.get("model name", ""),
         frozenset(fields.get("flags", "").split()),
+        number("stepping") if "stepping" in fields else None,
     )
 
 

@@ -91,15 +91,28 @@ def _ratio(fn: object, *args: int | float | None) -> float | None:
     return fn(*args)  # type: ignore[operator,no-any-return]
 
 
-def _cpu_row(c: Cpu, pair: _Pair) -> Row:
+def _scaled(delta: int | None, scale: int) -> int | None:
+    return None if delta is None else delta * scale
+
+
+def _cpu_row(c: Cpu, pair: _Pair, dt: float) -> Row:
+    """turbostat's Avg_MHz, Bzy_MHz and Busy%: APERF over wall time, the base frequency times
+    APERF/MPERF, MPERF over the TSC (or over the base frequency where the TSC runs at its
+    own rate), APERF and MPERF in the model's units."""
     ctx = pair.plan.context
     row = _ids(c, pair, CPU)
     d_tsc = pair.delta(c.cpu, TSC)
-    d_aperf, d_mperf = pair.delta(c.cpu, msrs.APERF), pair.delta(c.cpu, msrs.MPERF)
+    scale = ctx.aperf_mperf_scale
+    d_aperf, d_mperf = _scaled(pair.delta(c.cpu, msrs.APERF), scale), _scaled(pair.delta(c.cpu, msrs.MPERF), scale)
     base, ok = ctx.base_mhz, ctx.available
-    row["mhz_effective"] = _ratio(metrics.effective_mhz, d_aperf, d_tsc, base) if ok("mhz_effective") else None
+    row["mhz_effective"] = _ratio(metrics.effective_mhz, d_aperf, dt) if ok("mhz_effective") else None
     row["mhz_busy"] = _ratio(metrics.busy_mhz, d_aperf, d_mperf, base) if ok("mhz_busy") else None
-    row["busy_pct"] = _ratio(metrics.busy_pct, d_mperf, d_tsc) if ok("busy_pct") else None
+    if not ok("busy_pct"):
+        row["busy_pct"] = None
+    elif ctx.tsc_tweak and base:
+        row["busy_pct"] = _ratio(metrics.busy_pct_at_base, d_mperf, base, dt)
+    else:
+        row["busy_pct"] = _ratio(metrics.busy_pct, d_mperf, d_tsc)
     return row
 
 
@@ -164,7 +177,7 @@ def derive(plan: Plan, prev: Raw, cur: Raw, dt_s: float | None = None) -> Sample
     return Sample(
         cur.t_ns,
         dt,
-        tuple(_cpu_row(c, pair) for c in topo.cpus),
+        tuple(_cpu_row(c, pair, dt) for c in topo.cpus),
         tuple(_core_row(c, pair, dt) for c in topo.cores()),
         tuple(_package_row(c, pair, dt) for c in topo.packages()),
         failed,

@@ -30,19 +30,6 @@ def rapl_units(raw: int) -> RaplUnits:
     )
 
 
-# Intel server parts whose DRAM domain counts in a fixed 15.3 uJ, whatever
-# MSR_RAPL_POWER_UNIT says (Xeon E5 v3 datasheet vol. 2 and its successors):
-# Haswell-X, Broadwell-X/-D, Skylake-X (Cascade/Cooper Lake), Xeon Phi
-# (KNL, KNM), Ice Lake-X/-D, Sapphire and Emerald Rapids (family 6 models).
-DRAM_FIXED_UNIT_MODELS = frozenset({0x3F, 0x4F, 0x56, 0x55, 0x57, 0x85, 0x6A, 0x6C, 0x8F, 0xCF})
-DRAM_FIXED_UNIT_J = 15.3e-6
-
-
-def dram_energy_unit(family: int, model: int, units: RaplUnits) -> float:
-    """Joules per count of MSR_DRAM_ENERGY_STATUS on this Intel CPU."""
-    return DRAM_FIXED_UNIT_J if family == 6 and model in DRAM_FIXED_UNIT_MODELS else units.energy_j
-
-
 def counter_delta(prev: int, cur: int, bits: int) -> int:
     """cur - prev for a counter of `bits` bits that wrapped at most once in between."""
     mask = (1 << bits) - 1
@@ -64,8 +51,16 @@ def watts(joules: float, dt_s: float) -> float | None:
 
 
 def busy_pct(d_mperf: int, d_tsc: int) -> float | None:
-    """Share of the interval the CPU was in C0: MPERF counts at the TSC rate in C0 only."""
+    """Share of the interval the CPU was in C0: MPERF counts in C0 only, at the TSC rate
+    where that is the base frequency."""
     return 100.0 * d_mperf / d_tsc if d_tsc > 0 else None
+
+
+def busy_pct_at_base(d_mperf: int, base_mhz: float, dt_s: float) -> float | None:
+    """Share of the interval in C0 on parts whose TSC runs at its own rate (2712 MHz against a
+    2700 MHz base): MPERF counts at the base frequency, so C0 time is MPERF / base.  turbostat
+    divides MPERF by the TSC count times base/TSC-rate, the same with the TSC rate measured."""
+    return 100.0 * d_mperf / (base_mhz * 1e6 * dt_s) if base_mhz > 0 and dt_s > 0 else None
 
 
 def busy_mhz(d_aperf: int, d_mperf: int, base_mhz: float) -> float | None:
@@ -74,10 +69,10 @@ def busy_mhz(d_aperf: int, d_mperf: int, base_mhz: float) -> float | None:
     return base_mhz * d_aperf / d_mperf if d_mperf > 0 else None
 
 
-def effective_mhz(d_aperf: int, d_tsc: int, base_mhz: float) -> float | None:
-    """Average frequency over the whole interval, idle time counting as 0 MHz
-    (busy MHz times the busy fraction): the TSC ticks at the base frequency."""
-    return base_mhz * d_aperf / d_tsc if d_tsc > 0 else None
+def effective_mhz(d_aperf: int, dt_s: float) -> float | None:
+    """Average frequency over the whole interval, idle counting as 0 MHz: APERF's cycles
+    over the wall time (turbostat's Avg_MHz; no base frequency or TSC rate needed)."""
+    return d_aperf / dt_s / 1e6 if dt_s > 0 else None
 
 
 def residency_pct(d_residency: int, d_tsc: int) -> float | None:
@@ -100,20 +95,33 @@ def temperature_c(tjmax_c: int, therm_status: int, valid_bit: bool = True) -> in
     return tjmax_c - ((therm_status >> 16) & 0x7F)
 
 
-def intel_base_mhz(platform_info: int) -> float:
-    """Base (maximum non-turbo) frequency: MSR_PLATFORM_INFO bits 15:8 times 100 MHz
-    (the bus clock of Sandy Bridge and later; 0: not reported)."""
-    return ((platform_info >> 8) & 0xFF) * 100.0
+def intel_base_mhz(platform_info: int, bclk_mhz: float = 100.0) -> float:
+    """Base (maximum non-turbo) frequency: MSR_PLATFORM_INFO bits 15:8 times the bus clock
+    (100 MHz since Sandy Bridge, 133.33 on Nehalem, Westmere and Airmont; 0: not reported)."""
+    return ((platform_info >> 8) & 0xFF) * bclk_mhz
 
 
-def amd_pstate_mhz(pstate_def: int) -> float | None:
-    """Core frequency of an AMD family 17h/19h P-state definition (MSRC001_006[4..B]):
-    CpuFid[7:0] / CpuDfsId[13:8] * 200 MHz (PPR 'CoreCOF'); None if PstateEn (bit 63)
-    is clear or the divisor is 0."""
-    fid, did = pstate_def & 0xFF, (pstate_def >> 8) & 0x3F
-    if not pstate_def >> 63 or did == 0:
+# MSR_FSB_FREQ (0xCD) bits 3:0 on Silvermont -> its bus clock in MHz (turbostat's slm_bclk).
+SLM_BCLK_MHZ = (83.3, 100.0, 133.3, 116.7, 80.0)
+
+
+def slm_bclk_mhz(fsb_freq: int) -> float | None:
+    """Silvermont's bus clock from MSR_FSB_FREQ; None for a code the SDM does not define."""
+    code = fsb_freq & 0xF
+    return SLM_BCLK_MHZ[code] if code < len(SLM_BCLK_MHZ) else None
+
+
+def amd_pstate_mhz(pstate_def: int, layout: str = "fid_did") -> float | None:
+    """Core frequency of an AMD P-state definition (MSRC001_006[4..B]); None if PstateEn
+    (bit 63) is clear or the divisor is 0.  layout (the model table's amd_pstate):
+    fid_did, families 17h/19h: CpuFid[7:0] / CpuDfsId[13:8] * 200 MHz (PPR 'CoreCOF');
+    fid_5mhz, family 1Ah: CpuFid[11:0] * 5 MHz."""
+    if not pstate_def >> 63:
         return None
-    return 200.0 * fid / did
+    if layout == "fid_5mhz":
+        return (pstate_def & 0xFFF) * 5.0 or None
+    fid, did = pstate_def & 0xFF, (pstate_def >> 8) & 0x3F
+    return 200.0 * fid / did if did else None
 
 
 def _names(value: int, bits: dict[int, str]) -> tuple[str, ...]:

@@ -33,6 +33,7 @@ APERF = Register(0xE8, "IA32_APERF", CPU, 64)
 
 # Intel
 PLATFORM_INFO = Register(0xCE, "MSR_PLATFORM_INFO", PACKAGE)  # bits 15:8 max non-turbo ratio
+FSB_FREQ = Register(0xCD, "MSR_FSB_FREQ", PACKAGE)  # Silvermont: bits 3:0 code the bus clock
 THERM_STATUS = Register(0x19C, "IA32_THERM_STATUS", CORE)
 TEMPERATURE_TARGET = Register(0x1A2, "MSR_TEMPERATURE_TARGET", PACKAGE)  # bits 23:16 TjMax
 PACKAGE_THERM_STATUS = Register(0x1B1, "IA32_PACKAGE_THERM_STATUS", PACKAGE)
@@ -62,7 +63,7 @@ AMD_CORE_ENERGY = Register(0xC001029A, "MSR_AMD_CORE_ENERGY_STATUS", CORE, 32)
 AMD_PKG_ENERGY = Register(0xC001029B, "MSR_AMD_PKG_ENERGY_STATUS", PACKAGE, 32)
 
 ALL = (
-    TSC, MPERF, APERF, PLATFORM_INFO, THERM_STATUS, TEMPERATURE_TARGET, PACKAGE_THERM_STATUS,
+    TSC, MPERF, APERF, PLATFORM_INFO, FSB_FREQ, THERM_STATUS, TEMPERATURE_TARGET, PACKAGE_THERM_STATUS,
     CORE_C3, CORE_C6, CORE_C7, PKG_C2, PKG_C3, PKG_C6, PKG_C7, PKG_C8, PKG_C9, PKG_C10,
     RAPL_POWER_UNIT, PKG_ENERGY, DRAM_ENERGY, PP0_ENERGY, PP1_ENERGY, PLATFORM_ENERGY, PERF_LIMIT_REASONS,
     AMD_PSTATE_DEF0, AMD_RAPL_POWER_UNIT, AMD_CORE_ENERGY, AMD_PKG_ENERGY,
@@ -71,3 +72,8 @@ BY_NUMBER = {r.msr: r for r in ALL}
 
 # RAPL energy counters are a side channel (Platypus): the allowlist's "energy" profile grants them.
 ENERGY_COUNTERS = frozenset(r.msr for r in ALL if r.width == 32)
+# The RAPL domain of each energy counter, as the model table names domains (their units differ).
+ENERGY_DOMAIN = {
+    PKG_ENERGY.msr: "pkg", DRAM_ENERGY.msr: "dram", PP0_ENERGY.msr: "pp0", PP1_ENERGY.msr: "pp1",
+    PLATFORM_ENERGY.msr: "psys", AMD_CORE_ENERGY.msr: "core", AMD_PKG_ENERGY.msr: "pkg",
+}  # fmt: skip

@@ -37,6 +37,9 @@ class Context:
     base_source: str = ""
     tjmax: Mapping[int, int] = field(default_factory=dict)  # package -> TjMax in C
     energy_unit: Mapping[tuple[int, int], float] = field(default_factory=dict)  # (package, msr) -> J per count
+    model: str = ""  # the model table's entry the quirks came from (describe())
+    aperf_mperf_scale: int = 1  # APERF/MPERF count in units of this many cycles (Xeon Phi: 1024)
+    tsc_tweak: bool = False  # the TSC runs at its own rate, MPERF at the base: Busy% from MPERF / base
 
     def available(self, metric: str) -> bool:
         return self.metrics.get(metric, "unknown metric") is None

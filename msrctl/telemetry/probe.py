@@ -57,6 +57,8 @@ def candidates(cpu: CpuInfo) -> tuple[list[Register], list[Register], dict[int, 
         if isinstance(src, Source):
             sampled += [r for r in src.registers if r not in sampled]
     static = list({"intel": catalog.STATIC_INTEL, "amd": catalog.STATIC_AMD}.get(cpu.vendor, ()))
+    if cpu.vendor == "intel" and cpu.model_entry().bclk_mhz == "fsb_freq":
+        static.append(msrs.FSB_FREQ)  # Silvermont's bus clock
     gated: dict[int, str] = {}
     for r in sampled + static:
         flag = catalog.FLAGS.get(r.msr)
@@ -90,6 +92,20 @@ def read_reason(reg: Register, value: int, err: int, hypervisor: bool) -> str | 
     return None
 
 
+def _bclk(cpu: CpuInfo, results: Results, first: int, regs: dict[int, str | None]) -> tuple[float | None, str]:
+    """The bus clock that MSR_PLATFORM_INFO's ratio multiplies, and where it came from."""
+    model = cpu.model_entry()
+    if model.bclk_mhz != "fsb_freq":
+        whose = f"the bus clock of {model.name}" if model.known else f"assumed: {model.describe()}"
+        return float(model.bclk_mhz), f"{model.bclk_mhz:g} MHz ({whose})"
+    reg = msrs.FSB_FREQ
+    why = regs.get(reg.msr)
+    mhz = metrics.slm_bclk_mhz(results[first, reg.msr][0]) if why is None else None
+    if mhz is None:
+        return None, why or f"{reg.label()} holds a bus-clock code the SDM does not define"
+    return mhz, f"{mhz:g} MHz (the bus clock in {reg.name} bits 3:0)"
+
+
 def _base(
     cpu: CpuInfo, results: Results, first: int, regs: dict[int, str | None], cpuid_mhz: float | None, sysfs: Any
 ) -> tuple[float | None, str]:
@@ -97,20 +113,24 @@ def _base(
     tried = []
     if cpu.vendor == "intel":
         reg = msrs.PLATFORM_INFO
-        if regs.get(reg.msr) is None and metrics.intel_base_mhz(results[first, reg.msr][0]):
-            return metrics.intel_base_mhz(results[first, reg.msr][0]), f"{reg.name} bits 15:8 x 100 MHz"
-        tried.append(regs.get(reg.msr) or f"{reg.label()} reports no base ratio")
+        bclk, bclk_source = _bclk(cpu, results, first, regs)
+        ratio = (results[first, reg.msr][0] >> 8) & 0xFF if regs.get(reg.msr) is None else 0
+        if ratio and bclk:
+            return ratio * bclk, f"{reg.name} bits 15:8 ({ratio}) x {bclk_source}"
+        tried.append(regs.get(reg.msr) or (bclk_source if ratio else f"{reg.label()} reports no base ratio"))
         if cpuid_mhz:
             return cpuid_mhz, "CPUID leaf 0x16 EAX"
         tried.append("CPUID leaf 0x16 is not readable (/dev/cpu/N/cpuid needs root and the cpuid module)")
     elif cpu.vendor == "amd":
         reg = msrs.AMD_PSTATE_DEF0
-        if cpu.family not in (0x17, 0x18, 0x19):
-            tried.append(f"the P-state formula is known for families 17h-19h only, not {cpu.family:#x}")
+        model = cpu.model_entry()
+        if not model.known or model.amd_pstate is None:
+            tried.append(f"the P-state layout of {model.describe()} is not known")
         elif regs.get(reg.msr) is None:
-            mhz = metrics.amd_pstate_mhz(results[first, reg.msr][0])
+            mhz = metrics.amd_pstate_mhz(results[first, reg.msr][0], model.amd_pstate)
             if mhz:
-                return mhz, f"{reg.name} (P0): CpuFid / CpuDfsId x 200 MHz"
+                how = "CpuFid x 5 MHz" if model.amd_pstate == "fid_5mhz" else "CpuFid / CpuDfsId x 200 MHz"
+                return mhz, f"{reg.name} (P0): {how}"
             tried.append(f"{reg.label()} is not an enabled P-state")
         else:
             tried.append(str(regs[reg.msr]))
@@ -158,16 +178,15 @@ def evaluate(
 
     units: dict[tuple[int, int], float] = {}
     unit_reg = {"intel": msrs.RAPL_POWER_UNIT, "amd": msrs.AMD_RAPL_POWER_UNIT}.get(cpu.vendor)
+    model = cpu.model_entry()
     if unit_reg is not None:
         statics[RAPL_UNIT] = regs[unit_reg.msr]
         if statics[RAPL_UNIT] is None:
             for p in topology.packages():
-                u = metrics.rapl_units(results[p.cpu, unit_reg.msr][0])
+                esu = (results[p.cpu, unit_reg.msr][0] >> 8) & 0x1F
                 for r in sampled:
                     if r.msr in msrs.ENERGY_COUNTERS:
-                        dram = r.msr == msrs.DRAM_ENERGY.msr
-                        unit = metrics.dram_energy_unit(cpu.family, cpu.model, u) if dram else u.energy_j
-                        units[p.package, r.msr] = unit
+                        units[p.package, r.msr] = model.rapl_energy_unit(msrs.ENERGY_DOMAIN[r.msr], esu)
 
     available: dict[str, str | None] = {}
     used: set[int] = set()
@@ -181,7 +200,10 @@ def evaluate(
         available[m.name] = why
         if why is None:
             used.update(r.msr for r in src.registers)
-    context = Context(cpu.vendor, available, base_mhz, base_source if base_mhz else "", tjmax, units)
+    context = Context(
+        cpu.vendor, available, base_mhz, base_source if base_mhz else "", tjmax, units,
+        model.describe(), model.aperf_mperf_scale, model.tsc_tweak,
+    )  # fmt: skip
     return Probe(cpu, regs, tuple(r for r in sampled if r.msr in used), context)
 
 

@@ -38,21 +38,35 @@ def test_joules_and_watts_over_an_interval() -> None:
     assert metrics.watts(joules, 0.0) is None
 
 
-def test_dram_energy_unit_on_servers_is_fixed() -> None:
-    """Xeon E5 v3 datasheet: the DRAM domain counts 15.3 uJ whatever MSR_RAPL_POWER_UNIT says."""
-    u = metrics.rapl_units(0xA0E03)
-    assert metrics.dram_energy_unit(6, 0x55, u) == 15.3e-6  # Skylake-SP / Cascade Lake
-    assert metrics.dram_energy_unit(6, 0x9E, u) == 2**-14  # Kaby/Coffee Lake client: the unit register's
-
-
 def test_frequency_and_busy_from_aperf_mperf_tsc() -> None:
-    """100 ms at a 2.4 GHz TSC, busy half the time, at 1.5x base while busy."""
-    base, d_tsc = 2400.0, 240_000_000
+    """100 ms at a 2.4 GHz TSC that is also the base clock, busy half the time at 1.5x base."""
+    base, d_tsc, dt = 2400.0, 240_000_000, 0.1
     d_mperf, d_aperf = 120_000_000, 180_000_000
     assert metrics.busy_pct(d_mperf, d_tsc) == 50.0
     assert metrics.busy_mhz(d_aperf, d_mperf, base) == 3600.0
-    assert metrics.effective_mhz(d_aperf, d_tsc, base) == 1800.0
+    assert metrics.effective_mhz(d_aperf, dt) == 1800.0
     assert metrics.busy_mhz(0, 0, base) is None  # never busy: no busy frequency, not 0 MHz
+
+
+def test_frequency_when_the_tsc_is_not_the_base_clock() -> None:
+    """A client part whose TSC runs at 2712 MHz and whose base is 2700 MHz, 100 ms, busy
+    50 ms at 3600 MHz.  In C0 MPERF counts 2700 MHz cycles (135M), APERF 3600 MHz cycles
+    (180M); the TSC counts 271.2M.  turbostat: Avg_MHz = APERF / interval = 1800;
+    Busy% = MPERF / (TSC x base / TSC rate) = 50; Bzy_MHz = base x APERF / MPERF = 3600.
+    base x APERF / TSC (1792 MHz) and MPERF / TSC (49.78 %) are what it must not say."""
+    d_tsc, d_mperf, d_aperf, dt = 271_200_000, 135_000_000, 180_000_000, 0.1
+    oracle_busy = 100.0 * d_mperf / (d_tsc * 2700.0 / (d_tsc / dt / 1e6))
+    assert metrics.effective_mhz(d_aperf, dt) == pytest.approx(1800.0)
+    assert metrics.busy_pct_at_base(d_mperf, 2700.0, dt) == pytest.approx(oracle_busy) == pytest.approx(50.0)
+    assert metrics.busy_mhz(d_aperf, d_mperf, 2700.0) == pytest.approx(3600.0)
+    assert metrics.busy_pct_at_base(d_mperf, 0.0, dt) is None and metrics.effective_mhz(d_aperf, 0.0) is None
+
+
+def test_silvermont_bus_clock_codes() -> None:
+    """SDM vol. 4, MSR_FSB_FREQ on the Silvermont family: 83.3, 100, 133.3, 116.7, 80 MHz."""
+    assert [metrics.slm_bclk_mhz(c) for c in range(5)] == [83.3, 100.0, 133.3, 116.7, 80.0]
+    assert metrics.slm_bclk_mhz(0x10) == 83.3  # bits 3:0 only
+    assert metrics.slm_bclk_mhz(5) is None and metrics.slm_bclk_mhz(0xF) is None  # undefined codes
 
 
 def test_counters_wrap_at_64_bits() -> None:
@@ -76,7 +90,16 @@ def test_temperature_tjmax_100_readout_0x2a_is_58c() -> None:
 
 def test_base_frequency_intel_platform_info() -> None:
     assert metrics.intel_base_mhz(0x0000_0000_0000_1800) == 2400.0  # max non-turbo ratio 24
+    assert metrics.intel_base_mhz(0x0000_0000_0000_1800, 133.33) == pytest.approx(3199.92)  # Nehalem's bus
     assert metrics.intel_base_mhz(0) == 0.0
+
+
+def test_amd_pstate_layouts() -> None:
+    """PPR 17h/19h: 200 MHz x CpuFid / CpuDfsId (FID 0x88 = 136, DID 8 -> 3400 MHz);
+    PPR 1Ah: CpuFid[11:0] x 5 MHz (FID 0x2EE = 750 -> 3750 MHz); PstateEn clear: none."""
+    assert metrics.amd_pstate_mhz(1 << 63 | 8 << 8 | 0x88) == 3400.0
+    assert metrics.amd_pstate_mhz(1 << 63 | 0x2EE, "fid_5mhz") == 3750.0
+    assert metrics.amd_pstate_mhz(8 << 8 | 0x88) is None
 
 
 @pytest.mark.parametrize(

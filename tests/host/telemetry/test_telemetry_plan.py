@@ -97,7 +97,11 @@ def test_probe_intel_bare_metal_has_everything_intel_has(sysfs: Path) -> None:
     found = probe.evaluate(INTEL, topo, results_for(INTEL, topo))
     ctx = found.context
     assert found.absent() == {catalog.INTEL["core_energy_j"]: ["core_energy_j", "core_power_w"]}  # type: ignore[dict-item]
-    assert ctx.base_mhz == 2400.0 and ctx.base_source == "MSR_PLATFORM_INFO bits 15:8 x 100 MHz"
+    assert ctx.base_mhz == 2400.0
+    assert (
+        ctx.base_source
+        == "MSR_PLATFORM_INFO bits 15:8 (24) x 100 MHz (the bus clock of Skylake-SP, Cascade Lake, Cooper Lake)"
+    )
     assert ctx.tjmax == {0: 100, 1: 100}
     assert ctx.energy_unit[0, msrs.PKG_ENERGY.msr] == 2**-14
     assert ctx.energy_unit[1, msrs.DRAM_ENERGY.msr] == 15.3e-6  # Skylake-SP's fixed DRAM unit
@@ -179,9 +183,18 @@ def test_probe_amd(sysfs: Path) -> None:
     assert ctx.metrics["dram_energy_j"] == "AMD RAPL has only core and package energy counters"
     assert ctx.energy_unit[1, msrs.AMD_PKG_ENERGY.msr] == 2**-16
     assert [r.msr for r in found.sampled] == [0xE7, 0xE8, 0xC001029A, 0xC001029B]
-    later = replace(AMD, family=0x1A)
-    assert "families 17h-19h only" in str(
-        probe.evaluate(later, topo, results_for(later, topo)).context.metrics["mhz_busy"]
+    # family 1Ah: CpuFid[11:0] x 5 MHz (PPR): FID 860 is a 4300 MHz P0 (a Ryzen 9 9950X's base)
+    zen5 = replace(AMD, family=0x1A, model=0x44)
+    p0 = 1 << 63 | 860
+
+    def values(c: int, msr: int) -> tuple[int, int]:
+        return (p0 if msr == 0xC0010064 else STATIC.get(msr, 123_456_789)), 0
+
+    ctx = probe.evaluate(zen5, topo, results_for(zen5, topo, values)).context
+    assert ctx.base_mhz == 4300.0 and "CpuFid x 5 MHz" in ctx.base_source
+    older = replace(AMD, family=0x15)  # Bulldozer: not in the model table
+    assert "the P-state layout of a model msrctl's table does not know (amd:0x15:0x1) is not known" in str(
+        probe.evaluate(older, topo, results_for(older, topo)).context.metrics["mhz_busy"]
     )
 
 
