@@ -123,12 +123,19 @@ def _rapl(f: Field, raw: int, reg: Register, ctx: Context) -> DecodedField:
         v = raw * ctx.rapl.watts
         return _out(f, raw, v, unit, quantity(v, unit))
     if f.kind == "energy":
-        v = raw * ctx.rapl.joules
-        wrap = quantity((1 << f.width) * ctx.rapl.joules, "J")
-        return _out(f, raw, v, unit, f"{quantity(v, unit)} (counter; wraps at {wrap})")
+        joules = ctx.energy_unit(reg.msr) or ctx.rapl.joules
+        v = raw * joules
+        wrap = quantity((1 << f.width) * joules, "J")
+        fixed = f"; {quantity(joules, 'J')} per count on this model" if joules != ctx.rapl.joules else ""
+        return _out(f, raw, v, unit, f"{quantity(v, unit)} (counter; wraps at {wrap}{fixed})")
     if f.kind == "rapl_time":
         v = raw * ctx.rapl.seconds
         return _out(f, raw, v, unit, quantity(v, unit))
+    if f.kind == "rapl_max_window":
+        if raw == 0:
+            return _out(f, raw, None, unit, "0 (not specified)")
+        v = raw * ctx.rapl.seconds
+        return _out(f, raw, v, unit, f"{quantity(v, unit)} ({raw} time units)")
     v = units.rapl_window(raw, ctx.rapl.seconds)
     return _out(f, raw, v, unit, f"{quantity(v, unit)} (2^{raw & 0x1F} x {1 + (raw >> 5) / 4:g} time units)")
 
@@ -147,6 +154,50 @@ def _below_tjmax(f: Field, raw: int, reg: Register, ctx: Context, value: int) ->
         return _missing(f, raw, "tjmax", ctx, "C")
     t = units.temperature(ctx.tjmax, raw)
     return _out(f, raw, t, "C", f"{t} C ({raw} below TjMax {ctx.tjmax} C)")
+
+
+def _model_word(ctx: Context) -> str:
+    return f"{ctx.model.describe()}{', assumed' if ctx.model_assumed else ''}" if ctx.model else ""
+
+
+def _tcc_offset(f: Field, raw: int, reg: Register, ctx: Context) -> DecodedField:
+    """The TCC activation offset: as wide as the model says, in force only where
+    MSR_PLATFORM_INFO bit 30 says it is programmable (turbostat does the same)."""
+    if ctx.model is None:
+        return _out(f, raw, None, "C", f"{raw} (its width depends on the CPU model; give --model)")
+    bits = ctx.model.tcc_offset_bits
+    if not bits:
+        return _out(f, raw, None, "C", f"no TCC offset on {_model_word(ctx)}")
+    offset = raw & ((1 << bits) - 1)
+    if ctx.tcc_prog is False:
+        return _out(f, raw, 0, "C", f"0 C: not programmable here (MSR_PLATFORM_INFO bit 30 clear; bits hold {offset})")
+    if ctx.tcc_prog is None:
+        return _missing(f, raw, "tcc_prog", ctx, "C")
+    return _out(f, raw, offset, "C", f"{offset} C ({bits} bits on {_model_word(ctx)})")
+
+
+def _pkg_cstate_limit(f: Field, raw: int, reg: Register, ctx: Context) -> DecodedField:
+    name = ctx.model.pkg_cstate_limit_name(raw) if ctx.model else None
+    if name is None:
+        why = "model-specific; give --model" if ctx.model is None else f"not named for {_model_word(ctx)}"
+        return _out(f, raw, None, "", f"{raw} ({why})")
+    return _out(f, raw, raw, "", f"{raw} ({name})")
+
+
+def _turbo_ratio(f: Field, raw: int, reg: Register, ctx: Context) -> DecodedField:
+    """One bucket of MSR_TURBO_RATIO_LIMIT(1): its ratio, and how many active cores it is
+    for: byte n holds n+1 cores (n+9 in LIMIT1), except where the model says LIMIT1 holds
+    each bucket's core count (Skylake-SP and later Xeons, Goldmont, ...)."""
+    mhz = units.ratio_mhz(raw, ctx.bus_mhz)
+    index = f.low // 8
+    doc = f.doc
+    if ctx.model is not None and ctx.model.turbo == "core_counts":
+        if ctx.trl_counts is None:
+            return _missing(f, raw, "trl_counts", ctx, "MHz")
+        cores = ctx.trl_counts >> (8 * index) & 0xFF
+        doc = f"bucket {index}: up to {cores} active cores"
+    text = "0 (none)" if raw == 0 else f"{raw} x {number(ctx.bus_mhz)} MHz = {number(mhz)} MHz"
+    return DecodedField(f.name, f.bits, raw, f.kind, mhz if raw else 0.0, "MHz", text, doc)
 
 
 def _tsc_count(f: Field, raw: int, reg: Register, ctx: Context) -> DecodedField:
@@ -168,7 +219,10 @@ _KINDS: dict[str, Callable[[Field, int, Register, Context], DecodedField]] = {
     **dict.fromkeys(("int", "hex", "flag", "address", "enum", "celsius", "scaled"), _plain),
     "ratio": _ratio,
     "perf_level": _perf_level,
-    **dict.fromkeys(("power", "energy", "rapl_time", "rapl_window"), _rapl),
+    **dict.fromkeys(("power", "energy", "rapl_time", "rapl_window", "rapl_max_window"), _rapl),
+    "tcc_offset": _tcc_offset,
+    "pkg_cstate_limit": _pkg_cstate_limit,
+    "turbo_ratio": _turbo_ratio,
     **dict.fromkeys(("power_unit", "energy_unit", "time_unit"), _rapl_unit),
     "tsc_count": _tsc_count,
     "activity_window": _activity_window,
@@ -191,6 +245,14 @@ def _derived(d: Derived, reg: Register, value: int, ctx: Context) -> DecodedFiel
         mhz = units.amd_pstate_mhz(fid, did, family)
         text = f"{number(mhz)} MHz (200 x FID {fid} / DID {did})" if mhz is not None else "off (CPU_DFS_ID 0)"
         return DecodedField(d.name, "13:0", value & 0x3FFF, d.kind, mhz, "MHz", text)
+    if d.kind == "tcc_activation":
+        offset = next(f for f in (decode_field(x, reg, value, ctx) for x in reg.fields) if f.kind == "tcc_offset")
+        tjmax = get("TCC_ACTIVATION_TEMP")
+        if offset.value is None or not tjmax:
+            return DecodedField(d.name, "", tjmax, d.kind, None, "C", "TjMax less the offset: the offset is unknown")
+        t = tjmax - int(offset.value)
+        return DecodedField(d.name, "", t, d.kind, t, "C", f"{t} C (TjMax {tjmax} C - offset {offset.value} C)",
+                            "where thermal throttling starts")  # fmt: skip
     amps = units.amd_pstate_amps(get("IDD_VALUE"), get("IDD_DIV"))
     text = f"{number(amps)} A" if amps is not None else "reserved divisor"
     return DecodedField(d.name, "31:22", value >> 22 & 0x3FF, d.kind, amps, "A", text)
@@ -216,5 +278,19 @@ def decode(reg: Register, value: int, ctx: Context | None = None) -> list[Decode
             DecodedField(f.name, f.bits, 0, f.kind, None, "", "not decoded: the register reads 0", f.doc)
             for f in reg.fields
         ]
+    if reg.msr == 0x1AE and ctx.model is not None and ctx.model.turbo == "core_counts":
+        return _core_counts(value, ctx)
     out = [decode_field(f, reg, value, ctx) for f in reg.fields]
     return out + [_derived(d, reg, value, ctx) for d in reg.derived]
+
+
+def _core_counts(value: int, ctx: Context) -> list[DecodedField]:
+    """MSR_TURBO_RATIO_LIMIT1 where the model makes it the active-core count of each bucket
+    of MSR_TURBO_RATIO_LIMIT (SDM vol. 4, Skylake-SP and later; turbostat TRL_CORECOUNT)."""
+    out = []
+    for i in range(8):
+        cores = value >> (8 * i) & 0xFF
+        bits = f"{8 * i + 7}:{8 * i}"
+        doc = f"bucket {i} of MSR_TURBO_RATIO_LIMIT (core counts on {_model_word(ctx)})"
+        out.append(DecodedField(f"BUCKET{i}_CORES", bits, cores, "int", cores, "", f"up to {cores} active cores", doc))
+    return out

@@ -33,6 +33,10 @@ FIELD_KINDS: dict[str, str] = {
     "scaled": "the number times a fixed scale, in a fixed unit",
     "tsc_count": "TSC ticks: s at the TSC frequency",
     "activity_window": "HWP activity window: mantissa (bits 6:0) x 10^exponent (bits 9:7) us",
+    "rapl_max_window": "RAPL time units: s, 0 meaning not specified",
+    "tcc_offset": "degrees below TjMax where the TCC activates; its width is the model's",
+    "pkg_cstate_limit": "a package C-state limit code, named per model",
+    "turbo_ratio": "a turbo bucket's ratio (MHz); its active-core count is the model's",
 }
 # The unit each kind's decoded value is in ("" for plain numbers, flags, enums).
 UNITS: dict[str, str] = {
@@ -48,11 +52,15 @@ UNITS: dict[str, str] = {
     "below_tjmax": "C",
     "tsc_count": "s",
     "activity_window": "s",
+    "rapl_max_window": "s",
+    "tcc_offset": "C",
+    "turbo_ratio": "MHz",
 }
 # Values computed from several fields of one register.
 DERIVED_KINDS: dict[str, tuple[str, ...]] = {
     "amd_pstate_freq": ("CPU_FID", "CPU_DFS_ID"),  # the fields each one reads
     "amd_pstate_current": ("IDD_VALUE", "IDD_DIV"),
+    "tcc_activation": ("TCC_ACTIVATION_TEMP", "TCC_OFFSET"),
 }
 _WIDTHS = {"rapl_window": 7, "activity_window": 10}
 _ENTRY_KEYS = {"name", "msr", "vendor", "description", "aliases", "fields", "count", "stride", "zero", "derived"}

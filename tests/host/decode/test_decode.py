@@ -10,6 +10,7 @@ import pytest
 
 from msrctl import decode
 from msrctl.decode import Context, DecodedField, rapl_units
+from msrctl.registers import models
 from msrctl.registers import schema as regschema
 from msrctl.registers import table as registers
 from msrctl.registers.schema import TableError
@@ -91,8 +92,12 @@ def test_temperature() -> None:
     assert stale.value is None and "not valid" in stale.text
     pkg = fields("IA32_PACKAGE_THERM_STATUS", 0x2A << 16, Context(tjmax=95))  # no valid bit in the package's
     assert pkg["DIGITAL_READOUT"].value == 53
-    target = fields("MSR_TEMPERATURE_TARGET", 100 << 16 | 5 << 24)
-    assert (target["TCC_ACTIVATION_TEMP"].value, target["TCC_OFFSET"].value) == (100, 5)
+    target = fields("MSR_TEMPERATURE_TARGET", 100 << 16 | 5 << 24)  # no model: the offset's width is unknown
+    assert (target["TCC_ACTIVATION_TEMP"].value, target["TCC_OFFSET"].value) == (100, None)
+    assert "give --model" in target["TCC_OFFSET"].text and target["TCC_ACTIVATION"].value is None
+    skl = Context(model=models.lookup("intel", 6, 0x5E), tcc_prog=True)  # 6 bits (turbostat tcc_offset_bits)
+    target = fields("MSR_TEMPERATURE_TARGET", 100 << 16 | 5 << 24, skl)
+    assert (target["TCC_OFFSET"].value, target["TCC_ACTIVATION"].value) == (5, 95)
     interrupt = fields("IA32_THERM_INTERRUPT", 10 << 8 | 1 << 15, Context(tjmax=100))
     assert interrupt["THRESHOLD1"].value == 90 and interrupt["THRESHOLD1_INT"].value is True
 
