@@ -4,19 +4,22 @@ Without VALUE it reads REG live, and with it every register some field needs
 (RAPL units, TjMax, the TSC rate), for all CPUs asked in one batch.  With VALUE
 it decodes that number; what it needs from other registers comes from options,
 else from this machine's registers when the device is there, else the field
-says what it lacks.  Annotations stay evaluable by typer 0.7 (no __future__).
+says what it lacks.  What depends on the CPU model (energy units per domain, bus
+clock, turbo buckets, C-state limit names, TCC offset, P-state layout) comes
+from --model, else from this machine's CPU, which a given value is then said to
+assume.  Annotations stay evaluable by typer 0.7 (no __future__).
 """
 
 import errno
 import sys
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, Optional
 
 import typer
 
 from ..errors import MsrctlError, UsageError
 
-_OPTION = {"rapl": "--units", "tjmax": "--tjmax", "tsc": "--tsc-mhz"}
+_OPTION = {"rapl": "--units", "tjmax": "--tjmax", "tsc": "--tsc-mhz"}  # else --with MSR=VALUE
 _ERRNO_TEXT = {
     errno.EIO: "faulted (not implemented here?)",
     errno.EACCES: "refused: not in the allowlist",
@@ -43,14 +46,29 @@ def decode(
     tsc_mhz: Optional[float] = typer.Option(
         None, "--tsc-mhz", metavar="MHZ", min=1, help="TSC frequency, for C-state residency counters."
     ),
-    bclk: float = typer.Option(100.0, "--bclk", metavar="MHZ", min=1, help="Bus clock for ratios."),
+    bclk: Optional[float] = typer.Option(
+        None, "--bclk", metavar="MHZ", min=1, help="Bus clock for ratios (default: the model's, else 100 MHz)."
+    ),
+    given: "Optional[list[str]]" = typer.Option(  # noqa: B008 (typer idiom)
+        None, "--with", metavar="MSR=VALUE", help="Another register's value for the context (repeatable)."
+    ),
+    model_spec: Optional[str] = typer.Option(
+        None,
+        "--model",
+        "--cpu-model",
+        metavar="VENDOR:FAMILY:MODEL[:STEPPING]",
+        help="The CPU the value comes from, e.g. intel:6:0x8f or amd:0x19:0x61 (default: this machine's).",
+    ),
 ) -> None:
     """Decode every named field of a register into physical units (W, J, s, MHz, C, ...).
 
     Without VALUE, read REG live on CPU 0 (or -p/-a), with the registers its fields need
     (RAPL units, TjMax, TSC rate) in the same batch.  With VALUE, decode that number; what
-    it needs comes from --units/--tjmax/--tsc-mhz, else from this machine's registers."""
-    from ..decode import Context, rapl_units
+    it needs comes from --units/--tjmax/--tsc-mhz, else from this machine's registers.
+    Model-dependent meanings (energy units, bus clock, turbo buckets, C-state limits,
+    TCC offset, AMD P-states) follow --model, else this machine's CPU."""
+    from ..decode import rapl_units
+    from ..decode.context import for_model
     from ..registers import table as registers
     from ..registers.names import parse_msr
     from ..registers.parse import parse_cpus, parse_value
@@ -64,7 +82,7 @@ def decode(
         )
     if all_cpus and cpus is not None:
         raise UsageError("-a and -p conflict", "-a already means every online CPU", "give one of them")
-    base = Context(bus_mhz=bclk, amd_family=_amd_family() if reg is not None and reg.derived else None)
+    base = for_model(_model(model_spec), bclk, assumed=model_spec is None and value is not None)
     if units is not None:
         raw = parse_value(units, "--units value")
         if raw == 0:
@@ -73,7 +91,8 @@ def decode(
                 "a real MSR_RAPL_POWER_UNIT is never 0",
                 "give the register's value, e.g. --units 0xa0e03",
             )
-        base = base.with_item("rapl", rapl_units(raw))
+        base = replace(base.with_item("rapl", rapl_units(raw, base.model.energy_unit)), rapl_raw=raw)
+    base = _with(base, reg, given or [])
     if tjmax is not None:
         base = base.with_item("tjmax", tjmax)
     if tsc_mhz is not None:
@@ -111,11 +130,15 @@ class _Reads:
         from ..decode import needs, source
 
         self.path, self.number, self.reg, self.base, self.targets, self.live = path, number, reg, base, targets, live
-        wanted = [k for k in (needs(reg) if reg is not None else []) if not base.has(k)]
+        given = set(base.missing)  # given through an option, though unusable: not read again
+        wanted = [k for k in (needs(reg, base.model) if reg is not None else []) if not base.has(k) and k not in given]
         self.context = [(k, source(k, reg.vendor)) for k in wanted]
 
     def _hint(self, key: str, why: str) -> str:
-        return f"{why}; give {_OPTION[key]}"
+        from ..decode import source
+
+        msr = source(key, self.reg.vendor)
+        return f"{why}; give {_OPTION.get(key) or f'--with {msr:#x}=VALUE'}"
 
     def rows(self, value: Optional[int]) -> "list[dict[str, Any]]":
         """One dict per CPU: cpu, value and ctx (a decode Context), or error (an MsrctlError)."""
@@ -187,20 +210,55 @@ def _name(msr: int) -> str:
     return name_of(msr) or f"MSR {msr:#x}"
 
 
-def _amd_family() -> Optional[int]:
-    """This machine's CPU family if it is AMD (or Hygon), for the P-state layout; else None."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+def _with(base: Any, reg: Any, given: "list[str]") -> Any:
+    """base with the context items that --with MSR=VALUE registers hold."""
+    from ..decode import from_register, source
+    from ..decode.context import WHAT
+    from ..registers.names import parse_msr
+    from ..registers.parse import parse_value
+
+    for text in given:
+        name, sep, raw = text.partition("=")
+        if not sep:
+            raise UsageError(f"malformed --with '{text}'", "it needs MSR=VALUE", "e.g. --with 0x1ae=0x1c1a18120e0a0604")
+        msr, value = parse_msr(name), parse_value(raw, "--with value")
+        keys = [k for k in WHAT if reg is not None and source(k, reg.vendor) == msr]
+        if not keys:
+            raise UsageError(
+                f"--with {name}: nothing to take from it",
+                f"decoding {reg.name if reg is not None else 'this register'} needs nothing from {_name(msr)}",
+                "leave it out",
+            )
+        for key in keys:
+            base = from_register(base, key, msr, value)
+    return base
+
+
+def _model(spec: Optional[str]) -> Any:
+    """The model table's entry for --model, or for this machine's CPU."""
+    from ..registers import models
+
+    if spec is not None:
+        return models.from_spec(spec)
+    from ..telemetry import cpu
+
+    return cpu.read().model_entry()
+
+
+# Field kinds whose meaning the CPU model changes (and MSR_TURBO_RATIO_LIMIT1 as a whole).
+_MODEL_KINDS = {"energy", "ratio", "perf_level", "tcc_offset", "pkg_cstate_limit", "turbo_ratio"}
+
+
+def _model_note(reg: Any, ctx: Any) -> Optional[str]:
+    """Which model the decoding took, where the register's meaning depends on it."""
+    depends = reg.msr == 0x1AE or reg.derived or any(f.kind in _MODEL_KINDS for f in reg.fields)
+    if not depends or ctx.model is None:
         return None
-    info = dict(line.split(":", 1) for line in text.splitlines()[:20] if ":" in line)
-    info = {k.strip(): v.strip() for k, v in info.items()}
-    if info.get("vendor_id") not in ("AuthenticAMD", "HygonGenuine"):
-        return None
-    try:
-        return int(info.get("cpu family", ""))
-    except ValueError:
-        return None
+    if ctx.model_assumed:
+        return f"model: {ctx.model.describe()}, assumed (this machine's); give --model VENDOR:FAMILY:MODEL for another"
+    if not ctx.model.known:
+        return f"model: {ctx.model.describe()}: its quirks are assumed; give --model if it is another"
+    return f"model: {ctx.model.describe()}"
 
 
 def _label(reg: Any, number: int) -> str:
@@ -220,7 +278,9 @@ def _blocks(reg: Any, number: int, rows: "list[dict[str, Any]]", given: bool) ->
         fields = decode(reg, row["value"], row["ctx"]) if reg is not None else []
         lacking = {f.needs: row["ctx"].missing.get(f.needs, "not given") for f in fields if f.needs}
         key = (row["value"], tuple(f.text for f in fields), tuple(lacking.items()))
-        group = groups.setdefault(key, {"value": row["value"], "fields": fields, "cpus": [], "lacking": lacking})
+        group = groups.setdefault(
+            key, {"value": row["value"], "fields": fields, "cpus": [], "lacking": lacking, "ctx": row["ctx"]}
+        )
         group["cpus"].append(row["cpu"])
     out = []
     for group in groups.values():
@@ -239,6 +299,9 @@ def _blocks(reg: Any, number: int, rows: "list[dict[str, Any]]", given: bool) ->
         else:
             out.extend(_lines(fields))
             out.extend(f"  ({WHAT[k]}: {why})" for k, why in group["lacking"].items())
+            note = _model_note(reg, group["ctx"])
+            if note:
+                out.append(f"  ({note})")
     return out
 
 
@@ -272,6 +335,14 @@ def _record(reg: Any, number: int, row: "dict[str, Any]") -> "dict[str, Any]":
         "tjmax": ctx.tjmax,
         "tsc_hz": ctx.tsc_hz,
         "bus_mhz": ctx.bus_mhz,
+        "model": None
+        if ctx.model is None
+        else {
+            "cpu": ctx.model.spec,
+            "name": ctx.model.name or None,
+            "known": ctx.model.known,
+            "assumed": ctx.model_assumed,
+        },
         "missing": ctx.missing,
     }
     rec["fields"] = [f.as_dict() for f in decode(reg, value, ctx)] if reg is not None else []

@@ -281,7 +281,18 @@ def decode(reg: Register, value: int, ctx: Context | None = None) -> list[Decode
     if reg.msr == 0x1AE and ctx.model is not None and ctx.model.turbo == "core_counts":
         return _core_counts(value, ctx)
     out = [decode_field(f, reg, value, ctx) for f in reg.fields]
+    if (ctx.amd_family or 0) >= 0x1A and any(d.kind == "amd_pstate_freq" for d in reg.derived):
+        out = _fam1ah_pstate(out, value)
     return out + [_derived(d, reg, value, ctx) for d in reg.derived]
+
+
+def _fam1ah_pstate(fields: list[DecodedField], value: int) -> list[DecodedField]:
+    """Family 1Ah's P-state definition: CpuFid is bits 11:0 and there is no divisor (PPR for
+    family 1Ah); the other fields keep their 17h places."""
+    fid = value & 0xFFF
+    own = DecodedField("CPU_FID", "11:0", fid, "int", fid, "", str(fid), "core frequency ID (x 5 MHz)")
+    rest = [f for f in fields if f.name not in ("CPU_FID", "CPU_DFS_ID")]
+    return [own, *rest]
 
 
 def _core_counts(value: int, ctx: Context) -> list[DecodedField]:

@@ -166,3 +166,78 @@ def test_decode_opens_the_device_only_for_context(env: dict[str, str], args: lis
     loaded = set(res.stderr.splitlines()[-1].split(" ", 1)[1].split(","))
     assert ("msrctl.device.msrdrv" in loaded) == device
     assert "jinja2" not in loaded
+
+
+# --- the CPU model: --model, or this machine's (issue 27) ------------------------------------------
+
+SKX_TRL = "0x1c1c1e1e20222224"  # 36, 34, 34, 32, 30, 30, 28, 28
+SKX_TRL1 = "0x1c1a18120e0a0604"  # each bucket's active cores: 4, 6, 10, 14, 18, 24, 26, 28
+
+
+def write_cpuinfo(env: dict[str, str], vendor: str, family: int, model: int) -> None:
+    proc = Path(env["MSRCTL_SYSROOT"]) / "proc"
+    proc.mkdir(parents=True, exist_ok=True)
+    (proc / "cpuinfo").write_text(
+        f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: {model}\nstepping\t: 4\n\n"
+    )
+
+
+def test_turbo_buckets_take_their_core_counts_from_the_model(env: dict[str, str]) -> None:
+    """SDM vol. 4 (Skylake-SP): MSR_TURBO_RATIO_LIMIT1 holds each bucket's active-core count."""
+    res = msrctl(env, "decode", "0x1ad", SKX_TRL, "--model", "intel:6:0x55", "--with", f"0x1ae={SKX_TRL1}")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert "  RATIO_1C    7:0  0x24  bucket 0: up to 4 active cores: 36 x 100 MHz = 3600 MHz" in lines
+    assert "  RATIO_8C  63:56  0x1c  bucket 7: up to 28 active cores: 28 x 100 MHz = 2800 MHz" in lines
+    assert lines[-1] == "  (model: Skylake-SP, Cascade Lake, Cooper Lake (intel:0x6:0x55))"
+    res = msrctl(env, "decode", "0x1ae", SKX_TRL1, "--model", "intel:6:0x55", "--json")
+    fields = json.loads(res.stdout)[0]["fields"]
+    assert [f["value"] for f in fields] == [4, 6, 10, 14, 18, 24, 26, 28]  # counts, not ratios
+    res = msrctl(env, "decode", "0x1ad", SKX_TRL, "--model", "intel:6:0x3f")  # Haswell-EP: byte n is n+1 cores
+    assert "  RATIO_1C    7:0  0x24  1 core active: 36 x 100 MHz = 3600 MHz" in res.stdout.splitlines()
+
+
+def test_a_given_value_says_which_model_it_assumed(env: dict[str, str]) -> None:
+    write_cpuinfo(env, "GenuineIntel", 6, 0x8F)
+    res = msrctl(env, "decode", "0x619", "0x1000", "--units", "0xa0e03")
+    assert res.returncode == 0
+    lines = res.stdout.splitlines()
+    assert "250 mJ" in lines[1]  # Sapphire Rapids: 2^-14 J per count, not 15.3 uJ
+    assert lines[-1] == (
+        "  (model: Sapphire Rapids (intel:0x6:0x8f:4), assumed (this machine's); "
+        "give --model VENDOR:FAMILY:MODEL for another)"
+    )
+    res = msrctl(env, "decode", "0x619", "0x1000", "--units", "0xa0e03", "--model", "intel:6:0x55")
+    assert "62.67 mJ" in res.stdout and "assumed" not in res.stdout  # Skylake-SP: 15.3 uJ per count
+    rec = json.loads(msrctl(env, "decode", "0x619", "0x1000", "--units", "0xa0e03", "--json").stdout)[0]
+    assert rec["context"]["model"] == {"cpu": "intel:0x6:0x8f:4", "name": "Sapphire Rapids", "known": True,
+                                       "assumed": True}  # fmt: skip
+
+
+def test_tcc_offset_and_cstate_limit_by_model(env: dict[str, str]) -> None:
+    res = msrctl(env, "decode", "0x1a2", "0x1a64100d", "--model", "intel:6:0x9e", "--with", "0xce=0x40000000")
+    lines = res.stdout.splitlines()
+    # 6 bits of offset (turbostat tcc_offset_bits): 0x1a = 26 below TjMax 100 -> 74 C
+    assert any("TCC_OFFSET" in line and ": 26 C (6 bits" in line for line in lines)
+    assert any("TCC_ACTIVATION" in line and "74 C (TjMax 100 C - offset 26 C)" in line for line in lines)
+    res = msrctl(env, "decode", "0x1a2", "0x1a64100d", "--model", "intel:6:0x9e", "--with", "0xce=0")
+    assert "MSR_PLATFORM_INFO reads 0" in res.stdout  # the switch is unknown: no made-up offset
+    res = msrctl(env, "decode", "0xe2", "0x1e008003", "--model", "intel:6:0x55")
+    assert "deepest package C-state allowed: 3 (pc6r)" in res.stdout  # SKX's table: code 3 is PC6 retention
+    res = msrctl(env, "decode", "0xe2", "0x1e008003", "--model", "intel:6:0x9e")
+    assert "deepest package C-state allowed: 3 (pc6)" in res.stdout  # Haswell's table
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "intel:6"], "malformed CPU 'intel:6': it needs a vendor, a family and a model"),
+        (["--model", "arm:8:0xd0c"], "unknown CPU vendor 'arm'"),
+        (["--with", "0x1ae"], "malformed --with '0x1ae': it needs MSR=VALUE"),
+        (["--with", "0x611=5"], "--with 0x611: nothing to take from it"),
+        (["--with", "0x1ae=0xzz"], "malformed --with value '0xzz'"),
+    ],
+)
+def test_model_and_with_errors(env: dict[str, str], args: list[str], message: str) -> None:
+    res = msrctl(env, "decode", "0x1ad", SKX_TRL, *args)
+    assert res.returncode == errors.USAGE and one_error(res).startswith(message)
