@@ -141,7 +141,16 @@ def _rapl(f: Field, raw: int, reg: Register, ctx: Context) -> DecodedField:
 
 
 def _rapl_unit(f: Field, raw: int, reg: Register, ctx: Context) -> DecodedField:
+    """1/2^n of the unit; on models where the model table says otherwise, what it says:
+    2^ESU uJ on Silvermont, and a time unit of 0 read as 10 (976.6 us) on Intel (turbostat)."""
     unit = {"power_unit": "W", "energy_unit": "J", "time_unit": "s"}[f.kind]
+    model = ctx.model
+    if f.kind == "energy_unit" and model is not None and model.energy_unit == "microjoules":
+        v = (1 << raw) * 1e-6
+        return _out(f, raw, v, unit, f"2^{raw} uJ = {quantity(v, unit)} (on {_model_word(ctx)})")
+    if f.kind == "time_unit" and raw == 0 and model is not None and model.vendor == "intel":
+        v = 1.0 / (1 << 10)
+        return _out(f, raw, v, unit, f"0, read as 1/2^10 s = {quantity(v, unit)} (the default, as turbostat does)")
     v = 1.0 / (1 << raw)
     return _out(f, raw, v, unit, f"1/2^{raw} {unit} = {quantity(v, unit)}")
 
@@ -280,6 +289,8 @@ def decode(reg: Register, value: int, ctx: Context | None = None) -> list[Decode
         ]
     if reg.msr == 0x1AE and ctx.model is not None and ctx.model.turbo == "core_counts":
         return _core_counts(value, ctx)
+    if reg.msr == 0x1AD and ctx.model is not None and ctx.model.turbo == "knl":
+        return _knl_turbo(value, ctx)
     out = [decode_field(f, reg, value, ctx) for f in reg.fields]
     if (ctx.amd_family or 0) >= 0x1A and any(d.kind == "amd_pstate_freq" for d in reg.derived):
         out = _fam1ah_pstate(out, value)
@@ -293,6 +304,26 @@ def _fam1ah_pstate(fields: list[DecodedField], value: int) -> list[DecodedField]
     own = DecodedField("CPU_FID", "11:0", fid, "int", fid, "", str(fid), "core frequency ID (x 5 MHz)")
     rest = [f for f in fields if f.name not in ("CPU_FID", "CPU_DFS_ID")]
     return [own, *rest]
+
+
+def _knl_turbo(value: int, ctx: Context) -> list[DecodedField]:
+    """Xeon Phi's MSR_TURBO_RATIO_LIMIT (SDM vol. 4, Knights Landing; turbostat's
+    dump_knl_turbo_ratio_limits): bucket 0's active cores in bits 7:1 and ratio in 15:8,
+    then per bucket a core-count increase (5 bits) and a ratio decrease (3 bits)."""
+    cores, ratio = (value & 0xFF) >> 1, value >> 8 & 0xFF
+    buckets = [(cores, ratio)]
+    for shift in range(16, 64, 8):
+        cores += value >> shift & 0x1F
+        ratio -= value >> (shift + 5) & 0x7
+        buckets.append((cores, ratio))
+    out = []
+    for i, (c, r) in enumerate(buckets):
+        mhz = units.ratio_mhz(r, ctx.bus_mhz)
+        text = f"up to {c} active cores: {r} x {number(ctx.bus_mhz)} MHz = {number(mhz)} MHz"
+        out.append(
+            DecodedField(f"BUCKET{i}", "", r, "turbo_ratio", mhz, "MHz", text, f"bucket {i} (Xeon Phi encoding)")
+        )
+    return out
 
 
 def _core_counts(value: int, ctx: Context) -> list[DecodedField]:
