@@ -67,14 +67,16 @@ _PKG_C = (2, 3, 6, 7, 8, 9, 10)
 FAMILIES: tuple[Family, ...] = (
     _one(
         "cpu_frequency_hertz", GAUGE, CPU, "mhz_effective",
-        "Average frequency since the previous read, idle time counting as 0 (base x dAPERF/dTSC).", 1e6,
+        "Average frequency since the previous read, idle time counting as 0 (dAPERF / elapsed time).", 1e6,
     ),
     _one(
         "cpu_busy_frequency_hertz", GAUGE, CPU, "mhz_busy",
         "Average frequency while busy (C0) since the previous read (base x dAPERF/dMPERF).", 1e6,
     ),
     _one(
-        "cpu_busy_ratio", GAUGE, CPU, "busy_pct", "Share of the time since the previous read in C0 (dMPERF/dTSC).", 0.01
+        "cpu_busy_ratio", GAUGE, CPU, "busy_pct",
+        "Share of the time since the previous read in C0 (dMPERF/dTSC, or dMPERF against the base clock where the "
+        "TSC runs at its own rate).", 0.01,
     ),
     _one(
         "core_temperature_celsius", GAUGE, CORE, "core_temp_c", "Core temperature (TjMax - IA32_THERM_STATUS readout)."
