@@ -206,7 +206,7 @@ def _loop(plan: Any, ticks: Any, interval_ns: int, count: Optional[int], command
     failure: Optional[MsrctlError] = None
     try:
         if fmt == "csv":
-            out.write(formats.csv_header())
+            out.write(formats.csv_header(plan.topology.hybrid))
         for tick in sampler:
             if prev is None:
                 t0 = tick.value.t_ns
@@ -221,7 +221,7 @@ def _loop(plan: Any, ticks: Any, interval_ns: int, count: Optional[int], command
                 sample = derive(plan, prev, tick.value)
                 totals.add(sample)
                 if fmt == "csv":
-                    out.write(formats.csv_rows(sample, tick.index, t0))
+                    out.write(formats.csv_rows(sample, tick.index, t0, plan.topology.hybrid))
                 else:
                     out.write(formats.jsonl(sample, tick.index, t0, tick.late_ns, tick.missed, tick.final))
                 out.flush()

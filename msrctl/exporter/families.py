@@ -173,11 +173,14 @@ def energy_keys(sample: Sample, context: Context) -> Iterator[tuple[Key, float]]
 
 def topology_families(topology: Topology, sample: Sample | None) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
     """Which CPUs, cores and packages there are (msr_cpu_info), and each CPU's TSC as read."""
+    hybrid = topology.hybrid  # then each CPU's core type too: join on cpu to split any metric by it
     info = GaugeMetricFamily(
-        CPU_INFO, "The CPUs the exporter reads: 1 per CPU, with its core and package.", labels=LABELS[CPU]
+        CPU_INFO,
+        "The CPUs the exporter reads: 1 per CPU, with its core and package (and core type on hybrid CPUs).",
+        labels=(*LABELS[CPU], "core_type") if hybrid else LABELS[CPU],
     )
     for c in topology.cpus:
-        info.add_metric([str(c.cpu), str(c.core), str(c.package)], 1)
+        info.add_metric([str(c.cpu), str(c.core), str(c.package), *([c.core_type or ""] if hybrid else [])], 1)
     yield info
     if sample is None:
         return

@@ -81,6 +81,8 @@ def _ids(c: Cpu, pair: _Pair, scope: str) -> Row:
         row["core"] = c.core
     if scope == CPU:
         row["cpu"] = c.cpu
+    if scope != PACKAGE and c.core_type:
+        row["core_type"] = c.core_type
     row["tsc"] = pair.value(c.cpu, TSC)
     return row
 
@@ -135,8 +137,12 @@ def _thermal_and_residency(
         row[f"{prefix}_throttle"] = metrics.throttle(therm, package=package)
         row[f"{prefix}_throttle_log"] = metrics.throttle_log(therm, package=package)
     d_tsc = pair.delta(c.cpu, TSC)
-    for name, reg in residencies:
-        row[name] = _ratio(metrics.residency_pct, pair.delta(c.cpu, reg), d_tsc)
+    deltas = {name: pair.delta(c.cpu, reg) for name, reg in residencies}
+    c6, c7 = deltas.get("core_c6_pct"), deltas.get("core_c7_pct")
+    if c6 is not None and c7 is not None and ctx.atom_c6_includes_c7 and c.core_type == "efficient":
+        deltas["core_c6_pct"] = max(c6 - c7, 0)  # its C6 counter counts C7 and deeper too (turbostat)
+    for name, delta in deltas.items():
+        row[name] = _ratio(metrics.residency_pct, delta, d_tsc)
 
 
 def _core_row(c: Cpu, pair: _Pair, dt: float) -> Row:

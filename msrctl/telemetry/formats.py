@@ -48,17 +48,23 @@ def _cell(name: str, value: Value) -> str:
     return str(value)
 
 
-def csv_header() -> str:
-    return ",".join(COLUMNS) + "\n"
+def columns(hybrid: bool = False) -> tuple[str, ...]:
+    """The CSV columns; on hybrid CPUs a core_type column (performance or efficient) after cpu."""
+    return (*IDS[:7], "core_type", *COLUMNS[7:]) if hybrid else COLUMNS
 
 
-def csv_rows(sample: Sample, index: int, t0_ns: int) -> str:
+def csv_header(hybrid: bool = False) -> str:
+    return ",".join(columns(hybrid)) + "\n"
+
+
+def csv_rows(sample: Sample, index: int, t0_ns: int, hybrid: bool = False) -> str:
     """The rows of one sample: its CPUs, then its cores, then its packages."""
     head = f"{(sample.t_ns - t0_ns) / 1e9:.6f},{index},{sample.dt_s:.6f}"
+    names = columns(hybrid)[4:]
     lines = []
     for scope, rows in ((CPU, sample.cpus), (CORE, sample.cores), (PACKAGE, sample.packages)):
         for row in rows:
-            cells = [_cell(c, row.get(c)) for c in COLUMNS[4:]]
+            cells = [_cell(c, row.get(c)) for c in names]
             lines.append(f"{head},{scope}," + ",".join(cells))
     return "\n".join(lines) + "\n"
 

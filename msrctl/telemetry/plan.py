@@ -40,6 +40,7 @@ class Context:
     model: str = ""  # the model table's entry the quirks came from (describe())
     aperf_mperf_scale: int = 1  # APERF/MPERF count in units of this many cycles (Xeon Phi: 1024)
     tsc_tweak: bool = False  # the TSC runs at its own rate, MPERF at the base: Busy% from MPERF / base
+    atom_c6_includes_c7: bool = False  # an efficient core's C6 counter includes C7: subtract it
 
     def available(self, metric: str) -> bool:
         return self.metrics.get(metric, "unknown metric") is None

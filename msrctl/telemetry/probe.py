@@ -202,7 +202,7 @@ def evaluate(
             used.update(r.msr for r in src.registers)
     context = Context(
         cpu.vendor, available, base_mhz, base_source if base_mhz else "", tjmax, units,
-        model.describe(), model.aperf_mperf_scale, model.tsc_tweak,
+        model.describe(), model.aperf_mperf_scale, model.tsc_tweak, model.atom_core_c6_includes_c7,
     )  # fmt: skip
     return Probe(cpu, regs, tuple(r for r in sampled if r.msr in used), context)
 

@@ -65,7 +65,9 @@ CPU_COLUMNS = (
     Column("C7%", "core_c7_pct", 5, ".1f"),
     Column("TEMP C", "core_temp_c", 6, ".0f", label="core TEMP C"),
 )
-IDS = ("cpu", "core", "package")
+IDS = ("cpu", "core", "package", "core_type")
+# Hybrid CPUs: each CPU's core type, P (performance) or E (efficient), after CORE.
+TYPE_COLUMN = Column("T", "core_type", 1, "s", drop=3)
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ def cell(col: Column, value: Value) -> str:
         text = ABSENT
     elif isinstance(value, float):
         text = format(value, col.spec)
+    elif col.key == "core_type" and isinstance(value, str):
+        text = value[:1].upper()  # performance -> P, efficient -> E
     else:
         text = str(value)
     return text.rjust(col.width)
@@ -262,9 +266,12 @@ def render(
     if sample is None:
         first = f"measuring: the first values come after one interval ({format_interval(header.interval_ns)})"
         return [*top, "", clip(first, width)]
-    pkg_cols, cpu_cols = fit(PACKAGE_COLUMNS, width), fit(CPU_COLUMNS, width)
+    all_cpu = CPU_COLUMNS
+    if any(r.get("core_type") for r in sample.cpus):
+        all_cpu = (*CPU_COLUMNS[:2], TYPE_COLUMN, *CPU_COLUMNS[2:])
+    pkg_cols, cpu_cols = fit(PACKAGE_COLUMNS, width), fit(all_cpu, width)
     assert pkg_cols is not None and cpu_cols is not None  # min_width() guarantees it
-    hidden = [c for c in (*PACKAGE_COLUMNS, *CPU_COLUMNS) if c not in pkg_cols and c not in cpu_cols]
+    hidden = [c for c in (*PACKAGE_COLUMNS, *all_cpu) if c not in pkg_cols and c not in cpu_cols]
     room = (height if height is not None else 1 << 30) - len(top) - 2  # a blank line before each table
     pkgs = _table(pkg_cols, sample.packages, room - 2, "packages", width)  # 2: the CPU table's least
     cpus = _table(cpu_cols, cpu_rows(sample), room - len(pkgs), "CPUs", width)

@@ -1,10 +1,14 @@
-"""Which CPUs share a core and a package, from sysfs, and the CPU that reads for each.
+"""Which CPUs share a core and a package, from sysfs, and the CPU that reads for each; on
+hybrid CPUs, each CPU's core type.
 
 /sys/devices/system/cpu/cpuN/topology/{core_id,physical_package_id} under
 msrctl.admin.system.sysroot(), so tests can use a fake tree.  core_id is unique
 only within a package, so a core is the pair (package, core_id).  Per-core
 registers are read on the core's first CPU in the chosen set, per-package
-ones on the package's first CPU: each is read once per sample.
+ones on the package's first CPU: each is read once per sample.  A hybrid CPU's
+kernel lists its performance and efficient cores under /sys/devices/cpu_core/cpus
+and /sys/devices/cpu_atom/cpus (its perf PMUs, one per core type; CPUID leaf 0x1A
+says the same, but only root can ask the cpuid driver).
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ class Cpu:
     cpu: int
     core: int  # core_id, unique within the package
     package: int  # physical_package_id
+    core_type: str | None = None  # "performance" or "efficient" on hybrid CPUs, else None
+
+
+# The kernel's perf PMU of each core type on hybrid CPUs, and what msrctl calls it.
+CORE_TYPES = {"cpu_core": "performance", "cpu_atom": "efficient"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,11 @@ class Topology:
     @property
     def numbers(self) -> list[int]:
         return [c.cpu for c in self.cpus]
+
+    @property
+    def hybrid(self) -> bool:
+        """Some CPU has a core type: the CPU mixes performance and efficient cores."""
+        return any(c.core_type for c in self.cpus)
 
     def cores(self) -> list[Cpu]:
         """The first CPU of each core: where per-core registers are read."""
@@ -60,10 +74,25 @@ def _number(path: Path) -> int | None:
         return None
 
 
+def core_types() -> dict[int, str]:
+    """cpu -> core type, from the hybrid PMUs' CPU lists ({} on a CPU with one core type)."""
+    from ..registers.parse import parse_cpus
+
+    out: dict[int, str] = {}
+    for pmu, kind in CORE_TYPES.items():
+        try:
+            text = (sysroot() / "sys/devices" / pmu / "cpus").read_text(encoding="ascii").strip()
+            out.update(dict.fromkeys(parse_cpus(text), kind))
+        except (OSError, UsageError):
+            continue
+    return out
+
+
 def read(cpus: Sequence[int] | None = None) -> Topology:
     """The topology of cpus (default: every online CPU); UsageError if sysfs does not give it."""
     chosen = sorted(set(online_cpus() if cpus is None else cpus))
     base = sysroot() / "sys/devices/system/cpu"
+    types = core_types()
     out = []
     for cpu in chosen:
         topo = base / f"cpu{cpu}" / "topology"
@@ -75,7 +104,7 @@ def read(cpus: Sequence[int] | None = None) -> Topology:
                 f"{topo}/core_id or physical_package_id is missing or unreadable (an offline CPU?)",
                 "choose online CPUs with -p",
             )
-        out.append(Cpu(cpu, core, package))
+        out.append(Cpu(cpu, core, package, types.get(cpu)))
     if not out:
         raise UsageError("no CPU to sample", "the CPU list is empty", "give CPUs with -p, e.g. -p 0-3")
     return Topology(tuple(out))
