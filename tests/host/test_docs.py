@@ -127,9 +127,12 @@ def built(paths: list[str]) -> set[str]:
 
     if not paths:
         return set()
-    res = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], input="\n".join(paths), cwd=REPO,
-                         capture_output=True, text=True, check=False)  # fmt: skip
-    if res.returncode not in (0, 1):  # not a git checkout: then only the module is known to be built
+    try:
+        res = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], input="\n".join(paths), cwd=REPO,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    except OSError:  # no git (the package build's chroot)
+        res = None
+    if res is None or res.returncode not in (0, 1):  # not a git checkout: only the module is known to be built
         return {p for p in paths if p.endswith(".ko")}
     return set(res.stdout.split())
 

@@ -147,3 +147,14 @@ def test_kernel_refusals_are_explained() -> None:
     with pytest.raises(MsrctlError) as e:
         allowlist._check(-errno.EPERM, "loading the allowlist", [])
     assert e.value.message == "loading the allowlist: it needs CAP_SYS_ADMIN; run it as root (sudo)"
+
+
+def test_the_telemetry_profile_lists_every_register_record_reads() -> None:
+    """What record, top and the exporter read (msrctl/telemetry/msrs.py), less RAPL energy (the
+    energy profile's), is in the telemetry profile: a member with it is refused nothing."""
+    from msrctl.telemetry import msrs
+
+    wanted = {r.msr for r in msrs.ALL if r.msr != msrs.TSC.msr} - msrs.ENERGY_COUNTERS
+    assert wanted <= set(entries("telemetry", vendor="both")), sorted(
+        hex(m) for m in wanted - set(entries("telemetry", vendor="both"))
+    )
