@@ -12,7 +12,6 @@ assume.  Annotations stay evaluable by typer 0.7 (no __future__).
 
 import errno
 import sys
-from dataclasses import replace
 from typing import Any, Optional
 
 import typer
@@ -67,8 +66,7 @@ def decode(
     it needs comes from --units/--tjmax/--tsc-mhz, else from this machine's registers.
     Model-dependent meanings (energy units, bus clock, turbo buckets, C-state limits,
     TCC offset, AMD P-states) follow --model, else this machine's CPU."""
-    from ..decode import rapl_units
-    from ..decode.context import for_model
+    from ..decode.context import for_model, from_register
     from ..registers import table as registers
     from ..registers.names import parse_msr
     from ..registers.parse import parse_cpus, parse_value
@@ -91,7 +89,7 @@ def decode(
                 "a real MSR_RAPL_POWER_UNIT is never 0",
                 "give the register's value, e.g. --units 0xa0e03",
             )
-        base = replace(base.with_item("rapl", rapl_units(raw, base.model.energy_unit)), rapl_raw=raw)
+        base = from_register(base, "rapl", 0x606, raw)
     base = _with(base, reg, given or [])
     if tjmax is not None:
         base = base.with_item("tjmax", tjmax)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..registers import table as registers
-from ..registers.models import Model
+from ..registers.models import ENERGY_DOMAINS, Model
 from . import units
 from .units import RaplUnits
 
@@ -48,9 +48,6 @@ WHAT = {
     "trl_counts": "the turbo buckets' active-core counts",
     "tcc_prog": "whether the TCC offset is in force",
 }
-# The RAPL domain of each energy status register: DRAM and PSys may count in other units.
-ENERGY_DOMAINS = {0x611: "pkg", 0x619: "dram", 0x639: "pp0", 0x641: "pp1", 0x64D: "psys",
-                  0xC001029A: "core", 0xC001029B: "pkg"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -123,8 +120,10 @@ def item(key: str, raw: int, bus_mhz: float = units.BUS_MHZ, model: Model | None
     if key == "rapl":
         if not raw:
             return None
-        energy = model.energy_unit if model is not None else "inverse"
-        return units.rapl_units(raw, energy, 10 if model is not None and model.vendor == "intel" else None)
+        if model is None:
+            return units.rapl_units(raw)
+        found = units.rapl_units(raw, 10 if model.vendor == "intel" else None)
+        return replace(found, joules=model.rapl_energy_unit("pkg", (raw >> 8) & 0x1F))  # Silvermont: uJ
     if key == "tjmax":
         return (raw >> 16) & 0xFF or None
     if key == "trl_counts":

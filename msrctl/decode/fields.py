@@ -146,7 +146,7 @@ def _rapl_unit(f: Field, raw: int, reg: Register, ctx: Context) -> DecodedField:
     unit = {"power_unit": "W", "energy_unit": "J", "time_unit": "s"}[f.kind]
     model = ctx.model
     if f.kind == "energy_unit" and model is not None and model.energy_unit == "microjoules":
-        v = (1 << raw) * 1e-6
+        v = model.rapl_energy_unit("pkg", raw)
         return _out(f, raw, v, unit, f"2^{raw} uJ = {quantity(v, unit)} (on {_model_word(ctx)})")
     if f.kind == "time_unit" and raw == 0 and model is not None and model.vendor == "intel":
         v = 1.0 / (1 << 10)

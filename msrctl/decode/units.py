@@ -21,18 +21,17 @@ class RaplUnits:
     seconds: float
 
 
-def rapl_units(value: int, energy: str = "inverse", default_time_unit: int | None = None) -> RaplUnits:
+def rapl_units(value: int, default_time_unit: int | None = None) -> RaplUnits:
     """Units from a RAPL_POWER_UNIT value: 1/2^PU W (bits 3:0), 1/2^ESU J (12:8), 1/2^TU s (19:16).
 
-    energy="microjoules" reads ESU as 2^ESU uJ (Silvermont); default_time_unit replaces a
-    TU of 0 (turbostat assumes 10, 976.6 us, on Intel, where 0 would mean 1 s)."""
-    esu = (value >> 8) & 0x1F
+    default_time_unit replaces a TU of 0 (turbostat assumes 10, 976.6 us, on Intel, where 0
+    would mean 1 s).  Models whose energy unit differs (Silvermont) are the model table's."""
     tu = (value >> 16) & 0xF
     if tu == 0 and default_time_unit is not None:
         tu = default_time_unit
     return RaplUnits(
         watts=1.0 / (1 << (value & 0xF)),
-        joules=(1 << esu) * 1e-6 if energy == "microjoules" else 1.0 / (1 << esu),
+        joules=1.0 / (1 << ((value >> 8) & 0x1F)),
         seconds=1.0 / (1 << tu),
     )
 

@@ -49,6 +49,10 @@ _CHOICES = {
     "pkg_cstates": {"pc2", "pc3", "pc6", "pc7", "pc8", "pc9", "pc10"},
     "perf_limit_reasons": {"core", "gfx", "ring"},
 }
+# The RAPL domain of each energy status register (Intel, then AMD): the model table gives
+# units per domain, and DRAM and PSys may count in other units than the rest.
+ENERGY_DOMAINS = {0x611: "pkg", 0x619: "dram", 0x639: "pp0", 0x641: "pp1", 0x64D: "psys",
+                  0xC001029A: "core", 0xC001029B: "pkg"}  # fmt: skip
 _LIMIT_NAMES = {
     "pc0",
     "pc1",
@@ -224,6 +228,7 @@ def _table() -> dict[str, Any]:
         return check(json.load(f))
 
 
+@functools.lru_cache(maxsize=64)
 def lookup(vendor: str, family: int, model: int, stepping: int | None = None) -> Model:
     """The model's entry; a model the table lacks gets its vendor's base quirks with
     known=False, so that callers can say a figure rests on an assumption."""

@@ -1,4 +1,4 @@
-"""Pure functions from raw MSR values to physical units: RAPL units, counter wrap, joules,
+"""Pure functions from raw MSR values to physical units: counter wrap, joules,
 watts, MHz, busy and residency percentages, degrees C, throttle and limit flags.
 
 No I/O: `derive` feeds them raw snapshots; `top`, `record`, the exporter and the
@@ -8,26 +8,6 @@ family 17h/19h.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class RaplUnits:
-    """MSR_RAPL_POWER_UNIT (Intel 0x606) or MSR_AMD_RAPL_POWER_UNIT (0xC0010299): same layout."""
-
-    power_w: float  # 1 / 2^bits[3:0] W
-    energy_j: float  # 1 / 2^bits[12:8] J
-    time_s: float  # 1 / 2^bits[19:16] s
-
-
-def rapl_units(raw: int) -> RaplUnits:
-    """Decode a RAPL power-unit register (e.g. 0xA0E03: 1/8 W, 2^-14 J, 2^-10 s)."""
-    return RaplUnits(
-        1.0 / (1 << (raw & 0xF)),
-        1.0 / (1 << ((raw >> 8) & 0x1F)),
-        1.0 / (1 << ((raw >> 16) & 0xF)),
-    )
 
 
 def counter_delta(prev: int, cur: int, bits: int) -> int:

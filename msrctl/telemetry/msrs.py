@@ -72,8 +72,3 @@ BY_NUMBER = {r.msr: r for r in ALL}
 
 # RAPL energy counters are a side channel (Platypus): the allowlist's "energy" profile grants them.
 ENERGY_COUNTERS = frozenset(r.msr for r in ALL if r.width == 32)
-# The RAPL domain of each energy counter, as the model table names domains (their units differ).
-ENERGY_DOMAIN = {
-    PKG_ENERGY.msr: "pkg", DRAM_ENERGY.msr: "dram", PP0_ENERGY.msr: "pp0", PP1_ENERGY.msr: "pp1",
-    PLATFORM_ENERGY.msr: "psys", AMD_CORE_ENERGY.msr: "core", AMD_PKG_ENERGY.msr: "pkg",
-}  # fmt: skip

@@ -19,6 +19,7 @@ from typing import Any
 from .. import errors
 from ..device.cpus import sysroot
 from ..errors import LOAD_PROFILE, LOAD_TELEMETRY, MsrctlError
+from ..registers import models
 from . import catalog, metrics, msrs
 from .catalog import BASE, RAPL_UNIT, TJMAX, Source
 from .cpu import CpuInfo
@@ -186,7 +187,7 @@ def evaluate(
                 esu = (results[p.cpu, unit_reg.msr][0] >> 8) & 0x1F
                 for r in sampled:
                     if r.msr in msrs.ENERGY_COUNTERS:
-                        units[p.package, r.msr] = model.rapl_energy_unit(msrs.ENERGY_DOMAIN[r.msr], esu)
+                        units[p.package, r.msr] = model.rapl_energy_unit(models.ENERGY_DOMAINS[r.msr], esu)
 
     available: dict[str, str | None] = {}
     used: set[int] = set()

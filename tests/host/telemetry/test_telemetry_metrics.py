@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import pytest
 
+from msrctl.decode.units import rapl_units
 from msrctl.telemetry import metrics
 
 
 def test_intel_rapl_power_unit_0xa0e03() -> None:
     """SDM vol. 3B 15.10.1: power 1/2^3 W, energy 1/2^14 J, time 1/2^10 s."""
-    u = metrics.rapl_units(0xA0E03)
-    assert u.power_w == 1 / 8
-    assert u.energy_j == 2**-14  # 61.04 uJ
-    assert u.time_s == 2**-10  # 976.6 us
+    u = rapl_units(0xA0E03)
+    assert u.watts == 1 / 8
+    assert u.joules == 2**-14  # 61.04 uJ
+    assert u.seconds == 2**-10  # 976.6 us
 
 
 def test_amd_rapl_pwr_unit_0xc0010299() -> None:
     """PPR 17h MSRC001_0299 reset value 0x000A1003: PowerUnit 3, EnergyStatusUnit 10h, TimeUnit Ah."""
-    u = metrics.rapl_units(0x000A1003)
-    assert (u.power_w, u.energy_j, u.time_s) == (1 / 8, 2**-16, 2**-10)
-    assert round(u.energy_j * 1e6, 2) == 15.26  # uJ per count
+    u = rapl_units(0x000A1003)
+    assert (u.watts, u.joules, u.seconds) == (1 / 8, 2**-16, 2**-10)
+    assert round(u.joules * 1e6, 2) == 15.26  # uJ per count
 
 
 def test_energy_counter_wraps_at_32_bits() -> None:
