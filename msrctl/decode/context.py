@@ -76,7 +76,7 @@ class Context:
             return None
         domain = ENERGY_DOMAINS.get(msr)
         if self.model is not None and domain is not None and self.rapl_raw is not None:
-            return self.model.rapl_energy_unit(domain, (self.rapl_raw >> 8) & 0x1F)
+            return self.model.rapl_energy_unit(domain, units.energy_status_unit(self.rapl_raw))
         return self.rapl.joules
 
     def with_item(self, key: str, value: Any) -> Context:
@@ -123,7 +123,7 @@ def item(key: str, raw: int, bus_mhz: float = units.BUS_MHZ, model: Model | None
         if model is None:
             return units.rapl_units(raw)
         found = units.rapl_units(raw, 10 if model.vendor == "intel" else None)
-        return replace(found, joules=model.rapl_energy_unit("pkg", (raw >> 8) & 0x1F))  # Silvermont: uJ
+        return replace(found, joules=model.rapl_energy_unit("pkg", units.energy_status_unit(raw)))  # Silvermont: uJ
     if key == "tjmax":
         return (raw >> 16) & 0xFF or None
     if key == "trl_counts":

@@ -21,6 +21,11 @@ class RaplUnits:
     seconds: float
 
 
+def energy_status_unit(value: int) -> int:
+    """ESU, bits 12:8 of a RAPL_POWER_UNIT value: energy counts are 1/2^ESU J (or what the model table says)."""
+    return (value >> 8) & 0x1F
+
+
 def rapl_units(value: int, default_time_unit: int | None = None) -> RaplUnits:
     """Units from a RAPL_POWER_UNIT value: 1/2^PU W (bits 3:0), 1/2^ESU J (12:8), 1/2^TU s (19:16).
 
@@ -31,7 +36,7 @@ def rapl_units(value: int, default_time_unit: int | None = None) -> RaplUnits:
         tu = default_time_unit
     return RaplUnits(
         watts=1.0 / (1 << (value & 0xF)),
-        joules=1.0 / (1 << ((value >> 8) & 0x1F)),
+        joules=1.0 / (1 << energy_status_unit(value)),
         seconds=1.0 / (1 << tu),
     )
 

@@ -142,6 +142,8 @@ def _model(vendor: str, family: int, model: int, stepping: int | None, entry: di
         q[key] = tuple(q[key])
     q["turbo_msrs"] = tuple(int(m, 16) for m in q["turbo_msrs"])
     q["core_c6_msr"] = int(q["core_c6_msr"], 16) if q["core_c6_msr"] else None
+    if not isinstance(q["bclk_mhz"], str):
+        q["bclk_mhz"] = float(q["bclk_mhz"])  # the table may write 100 for 100.0; users test for float
     name, cls = (entry["name"], entry["class"]) if entry else ("", "")
     hybrid = bool(entry and entry.get("hybrid"))
     return Model(vendor, family, model, stepping, name, cls, entry is not None, hybrid, **q)

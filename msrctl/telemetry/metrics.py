@@ -75,10 +75,15 @@ def temperature_c(tjmax_c: int, therm_status: int, valid_bit: bool = True) -> in
     return tjmax_c - ((therm_status >> 16) & 0x7F)
 
 
+def base_ratio(platform_info: int) -> int:
+    """MSR_PLATFORM_INFO bits 15:8, the maximum non-turbo ratio (0: not reported)."""
+    return (platform_info >> 8) & 0xFF
+
+
 def intel_base_mhz(platform_info: int, bclk_mhz: float = 100.0) -> float:
-    """Base (maximum non-turbo) frequency: MSR_PLATFORM_INFO bits 15:8 times the bus clock
+    """Base (maximum non-turbo) frequency: the base ratio times the bus clock
     (100 MHz since Sandy Bridge, 133.33 on Nehalem, Westmere and Airmont; 0: not reported)."""
-    return ((platform_info >> 8) & 0xFF) * bclk_mhz
+    return base_ratio(platform_info) * bclk_mhz
 
 
 # MSR_FSB_FREQ (0xCD) bits 3:0 on Silvermont -> its bus clock in MHz (turbostat's slm_bclk).

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import errors
+from ..decode.units import energy_status_unit
 from ..device.cpus import sysroot
 from ..errors import LOAD_PROFILE, LOAD_TELEMETRY, MsrctlError
 from ..registers import models
@@ -115,9 +116,10 @@ def _base(
     if cpu.vendor == "intel":
         reg = msrs.PLATFORM_INFO
         bclk, bclk_source = _bclk(cpu, results, first, regs)
-        ratio = (results[first, reg.msr][0] >> 8) & 0xFF if regs.get(reg.msr) is None else 0
+        raw = results[first, reg.msr][0] if regs.get(reg.msr) is None else 0
+        ratio = metrics.base_ratio(raw)
         if ratio and bclk:
-            return ratio * bclk, f"{reg.name} bits 15:8 ({ratio}) x {bclk_source}"
+            return metrics.intel_base_mhz(raw, bclk), f"{reg.name} bits 15:8 ({ratio}) x {bclk_source}"
         tried.append(regs.get(reg.msr) or (bclk_source if ratio else f"{reg.label()} reports no base ratio"))
         if cpuid_mhz:
             return cpuid_mhz, "CPUID leaf 0x16 EAX"
@@ -184,7 +186,7 @@ def evaluate(
         statics[RAPL_UNIT] = regs[unit_reg.msr]
         if statics[RAPL_UNIT] is None:
             for p in topology.packages():
-                esu = (results[p.cpu, unit_reg.msr][0] >> 8) & 0x1F
+                esu = energy_status_unit(results[p.cpu, unit_reg.msr][0])
                 for r in sampled:
                     if r.msr in msrs.ENERGY_COUNTERS:
                         units[p.package, r.msr] = model.rapl_energy_unit(models.ENERGY_DOMAINS[r.msr], esu)

@@ -2,7 +2,7 @@
 hybrid CPUs, each CPU's core type.
 
 /sys/devices/system/cpu/cpuN/topology/{core_id,physical_package_id} under
-msrctl.admin.system.sysroot(), so tests can use a fake tree.  core_id is unique
+msrctl.device.cpus.sysroot(), so tests can use a fake tree.  core_id is unique
 only within a package, so a core is the pair (package, core_id).  Per-core
 registers are read on the core's first CPU in the chosen set, per-package
 ones on the package's first CPU: each is read once per sample.  A hybrid CPU's
