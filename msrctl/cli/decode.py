@@ -67,9 +67,10 @@ def decode(
     Model-dependent meanings (energy units, bus clock, turbo buckets, C-state limits,
     TCC offset, AMD P-states) follow --model, else this machine's CPU."""
     from ..decode.context import for_model, from_register
+    from ..device.cpus import targets as cpu_targets
     from ..registers import table as registers
     from ..registers.names import parse_msr
-    from ..registers.parse import parse_cpus, parse_value
+    from ..registers.parse import parse_value
 
     number = parse_msr(reg_arg)
     reg = registers.by_number(number)
@@ -78,8 +79,11 @@ def decode(
         raise UsageError(
             "-a does not apply with VALUE", "a given value is decoded once", "leave out -a, or VALUE to read live"
         )
-    if all_cpus and cpus is not None:
-        raise UsageError("-a and -p conflict", "-a already means every online CPU", "give one of them")
+    targets = cpu_targets(all_cpus, cpus)
+    if value is not None and len(targets) > 1:
+        raise UsageError(
+            f"-p {cpus} names several CPUs", "with VALUE, -p picks the one CPU to read context from", "give one CPU"
+        )
     base = for_model(_model(model_spec), bclk, assumed=model_spec is None and value is not None)
     if units is not None:
         raw = parse_value(units, "--units value")
@@ -95,16 +99,6 @@ def decode(
         base = base.with_item("tjmax", tjmax)
     if tsc_mhz is not None:
         base = base.with_item("tsc", tsc_mhz * 1e6)
-    if all_cpus:
-        from ..device.cpus import online_cpus
-
-        targets = online_cpus()
-    else:
-        targets = parse_cpus(cpus if cpus is not None else "0")
-        if value is not None and len(targets) > 1:
-            raise UsageError(
-                f"-p {cpus} names several CPUs", "with VALUE, -p picks the one CPU to read context from", "give one CPU"
-            )
     reads = _Reads(str(ctx.find_root().obj), number, reg, base, targets, live=value is None)
     rows = reads.rows(value)
     if as_json:

@@ -21,10 +21,11 @@ import typer
 
 from .. import errors
 from .._version import __version__
+from ..device.cpus import targets as _targets
 from ..device.ops import Op, Refusals, Result
 from ..errors import DEFAULT_DEVICE, MsrctlError, UsageError
 from ..registers.names import parse_msr
-from ..registers.parse import is_number, parse_bitfield, parse_cpus, parse_value
+from ..registers.parse import is_number, parse_bitfield, parse_value
 from . import help as cli_help
 from .lazy import Entry, LazyGroup
 from .output import Format, format_value, msr_label, record
@@ -109,16 +110,6 @@ def _root(
 
 
 # --- helpers shared by read/write/rdtsc/batch ---------------------------------
-
-
-def _targets(all_cpus: bool, cpus: Optional[str]) -> list[int]:
-    if all_cpus and cpus is not None:
-        raise UsageError("-a and -p conflict", "-a already means every online CPU", "give one of them")
-    if all_cpus:
-        from ..device.cpus import online_cpus
-
-        return online_cpus()
-    return parse_cpus(cpus if cpus is not None else "0")
 
 
 def _name(msr: int) -> Optional[str]:

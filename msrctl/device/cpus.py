@@ -28,6 +28,16 @@ def online_cpus() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
+def targets(all_cpus: bool, cpus: str | None) -> list[int]:
+    """The CPUs -a (every online one) or -p CPUS (default 0) name; UsageError if both are given."""
+    from ..errors import UsageError
+    from ..registers.parse import parse_cpus
+
+    if all_cpus and cpus is not None:
+        raise UsageError("-a and -p conflict", "-a already means every online CPU", "give one of them")
+    return online_cpus() if all_cpus else parse_cpus(cpus if cpus is not None else "0")
+
+
 def cpu_list_text(cpus: list[int]) -> str:
     """[0,1,2,5] -> '0-2,5'."""
     parts: list[str] = []
