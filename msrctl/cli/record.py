@@ -109,6 +109,12 @@ def record(
     output: str = typer.Option("-", "-o", "--output", metavar="FILE", help="Write samples here (default stdout)."),
     fmt: str = typer.Option("csv", "--format", metavar="FORMAT", help="csv (a row per CPU, core, package) or jsonl."),
     cpus: Optional[str] = typer.Option(None, "-p", "--cpu", metavar="CPUS", help="CPU list (default all online)."),
+    all_columns: bool = typer.Option(
+        False,
+        "--all-columns",
+        help="Write every metric msrctl knows, those this machine lacks as empty cells (JSON null): "
+        "the same columns on every machine.  By default only the metrics this machine has.",
+    ),
     kernel_timer: bool = typer.Option(
         False,
         "--kernel-timer",
@@ -119,8 +125,9 @@ def record(
     """Record telemetry in watts, joules, MHz, degrees C and percent: one batch per sample for all CPUs.
 
     Stops after -n samples, when COMMAND exits, or on Ctrl-C; the summary (samples, late and
-    missed intervals, energy) goes to stderr.  Metrics this machine lacks are empty cells
-    (JSON null), with the reason printed once at the start.  With --kernel-timer the kernel
+    missed intervals, energy) goes to stderr.  Only the metrics this machine has are
+    written (--all-columns: all, the absent ones empty); each absent one is named once at
+    the start, with its reason.  With --kernel-timer the kernel
     reads the registers on every CPU at each tick and msrctl reads the records in batches."""
     from ..telemetry import cpu as cpu_mod
     from ..telemetry import formats, ksource, probe, topology
@@ -141,7 +148,7 @@ def record(
         plan = Plan(topo, found.sampled, found.context)
         if not kernel_timer:  # the kernel sampler's op set has its own limit (start explains it)
             check_size(dev, len(plan), plan.per_cpu())
-        for line in formats.start_lines(plan, found.absent(), interval_ns):
+        for line in formats.start_lines(plan, found.absent(), interval_ns, all_columns):
             _note(line)
         note = formats.wrap_note(plan, interval_ns)
         if note:
@@ -155,7 +162,7 @@ def record(
                 ticks = _kernel_loop(plan, kernel, interval_ns)
             else:
                 ticks = _user_loop(Reader(dev, plan), interval_ns)
-            status = _loop(plan, ticks, interval_ns, count, command, fmt, out)
+            status = _loop(plan, ticks, interval_ns, count, command, (fmt, formats.shown(plan, all_columns)), out)
         finally:
             if kernel is not None:
                 kernel[0].close()
@@ -187,8 +194,9 @@ def _kernel_loop(plan: Any, kernel: Any, interval_ns: int) -> Any:
     return lambda waker: KernelSource(plan, kernel[0], interval_ns, kernel[1], idle=lambda: waker.wait(0))
 
 
-def _loop(plan: Any, ticks: Any, interval_ns: int, count: Optional[int], command: Any, fmt: str, out: Any) -> int:
-    """Sample until done; returns the exit status (the command's, if one ran)."""
+def _loop(plan: Any, ticks: Any, interval_ns: int, count: Optional[int], command: Any, layout: Any, out: Any) -> int:
+    """Sample until done; returns the exit status (the command's, if one ran).  layout:
+    (the format, the metrics written)."""
     import subprocess
 
     from ..device.msrdrv import MsrError
@@ -196,6 +204,8 @@ def _loop(plan: Any, ticks: Any, interval_ns: int, count: Optional[int], command
     from ..telemetry.derive import derive
     from ..telemetry.totals import Totals
 
+    fmt, names = layout
+    hybrid = plan.topology.hybrid
     waker = _Waker()
     sampler = ticks(waker)
     waker.stop = sampler.stop
@@ -206,7 +216,7 @@ def _loop(plan: Any, ticks: Any, interval_ns: int, count: Optional[int], command
     failure: Optional[MsrctlError] = None
     try:
         if fmt == "csv":
-            out.write(formats.csv_header(plan.topology.hybrid))
+            out.write(formats.csv_header(hybrid, names))
         for tick in sampler:
             if prev is None:
                 t0 = tick.value.t_ns
@@ -221,9 +231,9 @@ def _loop(plan: Any, ticks: Any, interval_ns: int, count: Optional[int], command
                 sample = derive(plan, prev, tick.value)
                 totals.add(sample)
                 if fmt == "csv":
-                    out.write(formats.csv_rows(sample, tick.index, t0, plan.topology.hybrid))
+                    out.write(formats.csv_rows(sample, tick.index, t0, hybrid, names))
                 else:
-                    out.write(formats.jsonl(sample, tick.index, t0, tick.late_ns, tick.missed, tick.final))
+                    out.write(formats.jsonl(sample, tick.index, t0, tick.late_ns, tick.missed, tick.final, names))
                 out.flush()
                 if tick.missed and misses_told < 5:
                     misses_told += 1

@@ -27,12 +27,16 @@ def top(
     interval: str = typer.Option("1s", "-i", "--interval", metavar="TIME", help="Refresh interval: 200ms, 1s, 2m."),
     count: Optional[int] = typer.Option(None, "-n", "--count", metavar="N", min=1, help="Quit after N refreshes."),
     cpus: Optional[str] = typer.Option(None, "-p", "--cpu", metavar="CPUS", help="CPU list (default all online)."),
+    all_columns: bool = typer.Option(
+        False, "--all-columns", help="A column for every metric, '-' under those this machine lacks."
+    ),
 ) -> None:
     """Live telemetry, redrawn every interval: package and DRAM watts, temperatures, C-states, MHz, busy %.
 
-    q or Ctrl-C quits.  Metrics this machine lacks show as '-', with the reasons under the
-    table.  When stdout is not a terminal, prints a frame per interval instead (like
-    `top -b`) until -n frames, Ctrl-C or SIGTERM."""
+    q or Ctrl-C quits.  Only the metrics this machine has get a column (--all-columns:
+    every one, '-' under the absent); the reasons for the others are under the tables.
+    When stdout is not a terminal, prints a frame per interval instead (like `top -b`)
+    until -n frames, Ctrl-C or SIGTERM."""
     from ..telemetry import cpu as cpu_mod
     from ..telemetry import probe, table, topology
     from ..telemetry.interval import parse_interval
@@ -58,12 +62,13 @@ def top(
             interval_ns,
             info.has("hypervisor"),
             keys,
+            tuple(f"package {p} TEMP C from the {s.what}" for p, s in found.context.sensors.items()),
         )
         with view:
-            _loop(plan, Reader(dev, plan), header, count, view)
+            _loop(plan, Reader(dev, plan), header, count, view, all_columns)
 
 
-def _loop(plan: Any, take: Any, header: Any, count: Optional[int], view: Any) -> None:
+def _loop(plan: Any, take: Any, header: Any, count: Optional[int], view: Any, all_columns: bool = False) -> None:
     """Sample and draw until quit (q, a signal) or count frames."""
     from ..device.msrdrv import MsrError
     from ..telemetry import table
@@ -75,7 +80,7 @@ def _loop(plan: Any, take: Any, header: Any, count: Optional[int], view: Any) ->
 
     def draw() -> None:
         width, height = view.size()
-        view.draw(table.render(header, metrics, shown["sample"], shown["status"], width, height))
+        view.draw(table.render(header, metrics, shown["sample"], shown["status"], width, height, all_columns))
 
     def wait(seconds: float) -> None:
         view.wait(seconds)

@@ -112,6 +112,13 @@ class TelemetryCollector(Collector):
         )
         for name, why in [*families.absent(ctx), *self.limits.absent_reasons()]:
             absent.add_metric([name, why], 1)
+        sources = GaugeMetricFamily(
+            f"{HEALTH}_metric_source_info",
+            "1 for each metric no MSR gives, with where its value comes from (AMD temperature: k10temp).",
+            labels=("metric", "package", "source"),
+        )
+        for fam, package, what in families.sources(ctx):
+            sources.add_metric([fam, package, what], 1)
         errs = CounterMetricFamily(
             f"{HEALTH}_batch_errors_total", "Failed reads (per op) and failed batches, by errno.", labels=("errno",)
         )
@@ -120,6 +127,7 @@ class TelemetryCollector(Collector):
         fams = [
             info,
             absent,
+            sources,
             errs,
             CounterMetricFamily(f"{HEALTH}_scrapes_total", "Scrapes served.", value=self.scrapes),
             CounterMetricFamily(

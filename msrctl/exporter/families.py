@@ -95,7 +95,11 @@ FAMILIES: tuple[Family, ...] = (
         "core_throttle_logged", CORE, "core_throttle_log", metrics.THERM_BITS,
         "1 if the core was throttled for this reason since the log bit was cleared.",
     ),
-    _one("package_temperature_celsius", GAUGE, PACKAGE, "pkg_temp_c", "Package temperature (TjMax - readout)."),
+    _one(
+        "package_temperature_celsius", GAUGE, PACKAGE, "pkg_temp_c",
+        "Package temperature: Intel TjMax - IA32_PACKAGE_THERM_STATUS readout; AMD the k10temp driver's "
+        "Tdie or Tctl (msrctl_exporter_metric_source_info names it).",
+    ),
     Family(
         f"{PREFIX}_package_cstate_residency_ratio", GAUGE, PACKAGE,
         "Share of the time since the previous read the package spent in a C-state.",
@@ -225,6 +229,15 @@ def _add(out: GaugeMetricFamily, fam: Family, where: tuple[str, ...], extra: str
         return
     if isinstance(value, (int, float)):
         out.add_metric([*where, extra] if fam.label else list(where), float(value) * fam.scale)
+
+
+SENSED = "package_temperature_celsius"  # the family a hwmon sensor feeds where no MSR holds it
+
+
+def sources(context: Context) -> Iterator[tuple[str, str, str]]:
+    """(family, package, where its value comes from) of each value no MSR gives."""
+    for package, sensor in sorted(context.sensors.items()):
+        yield f"{PREFIX}_{SENSED}", str(package), sensor.what
 
 
 def names() -> Iterable[str]:

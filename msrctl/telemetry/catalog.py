@@ -65,6 +65,7 @@ class Source:
 
     registers: tuple[Register, ...]
     statics: tuple[str, ...] = ()
+    sensor: str = ""  # a hwmon driver that gives the value instead of a register (hwmon.py)
 
 
 def _energy(counter: Register) -> tuple[Source, Source]:
@@ -72,7 +73,7 @@ def _energy(counter: Register) -> tuple[Source, Source]:
     return src, src
 
 
-_NO_TEMP_AMD = "AMD CPUs report temperature through the SMN (the k10temp driver), not through an MSR"
+_NO_CORE_TEMP_AMD = "AMD CPUs have no per-core temperature sensor (k10temp's per-package value is pkg_temp_c)"
 _NO_CSTATE_AMD = "AMD CPUs have no C-state residency MSRs"
 _NO_THERM_AMD = "AMD CPUs have no thermal status MSR (IA32_THERM_STATUS is Intel's)"
 _NO_RAPL_DOMAIN_AMD = "AMD RAPL has only core and package energy counters"
@@ -116,14 +117,14 @@ INTEL: dict[str, Source | str] = {
 
 AMD: dict[str, Source | str] = {
     **_FREQ,
-    "core_temp_c": _NO_TEMP_AMD,
+    "core_temp_c": _NO_CORE_TEMP_AMD,
     "core_c3_pct": _NO_CSTATE_AMD,
     "core_c6_pct": _NO_CSTATE_AMD,
     "core_c7_pct": _NO_CSTATE_AMD,
     **dict(zip(("core_energy_j", "core_power_w"), _energy(msrs.AMD_CORE_ENERGY))),
     "core_throttle": _NO_THERM_AMD,
     "core_throttle_log": _NO_THERM_AMD,
-    "pkg_temp_c": _NO_TEMP_AMD,
+    "pkg_temp_c": Source((), sensor="k10temp"),  # no MSR has it: the kernel's driver reads the SMN
     **{f"pkg_c{n}_pct": _NO_CSTATE_AMD for n in (2, 3, 6, 7, 8, 9, 10)},
     **dict(zip(("pkg_energy_j", "pkg_power_w"), _energy(msrs.AMD_PKG_ENERGY))),
     **{f"{d}_{u}": _NO_RAPL_DOMAIN_AMD for d in ("pp0", "pp1", "dram", "psys") for u in ("energy_j", "power_w")},

@@ -167,6 +167,8 @@ def _package_row(c: Cpu, pair: _Pair, dt: float) -> Row:
         if d_energy is not None:
             joules = d_energy * ctx.energy_unit[c.package, reg.msr]
             row[f"{domain}_energy_j"], row[f"{domain}_power_w"] = joules, metrics.watts(joules, dt)
+    if c.package in ctx.sensors and ctx.available("pkg_temp_c"):  # no MSR: the hwmon driver's
+        row["pkg_temp_c"] = pair.cur.sensors.get(c.package)
     limits = pair.value(c.cpu, msrs.PERF_LIMIT_REASONS)
     if limits is not None:
         row["limit_reasons"], row["limit_log"] = metrics.limit_reasons(limits), metrics.limit_log(limits)

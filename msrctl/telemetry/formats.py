@@ -1,10 +1,14 @@
 """Samples as text: CSV (a header with units, one row per CPU, core and package of each
 sample) or JSON Lines (one object per sample); the notes and the summary for stderr.
 
+Which metrics: those this machine has, as turbostat shows only the counters it
+found (`shown`); with all_columns every metric of the catalog, the absent ones
+empty (JSON null), so that scripts see the same columns on every machine.  An
+absent metric's reason is printed once at the start either way.
+
 CSV layout: every value appears once, in the row of the scope the hardware
 measures it at (the `scope` column: cpu, core or package); the columns of the
-other scopes are empty in that row, and so is a metric this machine lacks (its
-reason is printed once at the start).  Summing a column over the rows of its
+other scopes are empty in that row.  Summing a column over the rows of its
 scope never counts anything twice.
 """
 
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from .catalog import METRICS
 from .derive import Row, Sample, Value
@@ -48,19 +52,26 @@ def _cell(name: str, value: Value) -> str:
     return str(value)
 
 
-def columns(hybrid: bool = False) -> tuple[str, ...]:
-    """The CSV columns; on hybrid CPUs a core_type column (performance or efficient) after cpu."""
-    return (*IDS[:7], "core_type", *COLUMNS[7:]) if hybrid else COLUMNS
+def shown(plan: Plan, all_columns: bool = False) -> tuple[str, ...]:
+    """The metrics a recording writes: the ones this machine has, or every one (all_columns)."""
+    return tuple(m.name for m in METRICS if all_columns or plan.context.available(m.name))
 
 
-def csv_header(hybrid: bool = False) -> str:
-    return ",".join(columns(hybrid)) + "\n"
+def columns(hybrid: bool = False, names: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The CSV columns: the ids, then names (default every metric); on hybrid CPUs a
+    core_type column (performance or efficient) after cpu."""
+    ids = (*IDS[:7], "core_type", IDS[7]) if hybrid else IDS
+    return (*ids, *(COLUMNS[len(IDS) :] if names is None else names))
 
 
-def csv_rows(sample: Sample, index: int, t0_ns: int, hybrid: bool = False) -> str:
+def csv_header(hybrid: bool = False, names: Sequence[str] | None = None) -> str:
+    return ",".join(columns(hybrid, names)) + "\n"
+
+
+def csv_rows(sample: Sample, index: int, t0_ns: int, hybrid: bool = False, names: Sequence[str] | None = None) -> str:
     """The rows of one sample: its CPUs, then its cores, then its packages."""
     head = f"{(sample.t_ns - t0_ns) / 1e9:.6f},{index},{sample.dt_s:.6f}"
-    names = columns(hybrid)[4:]
+    names = columns(hybrid, names)[4:]
     lines = []
     for scope, rows in ((CPU, sample.cpus), (CORE, sample.cores), (PACKAGE, sample.packages)):
         for row in rows:
@@ -69,12 +80,22 @@ def csv_rows(sample: Sample, index: int, t0_ns: int, hybrid: bool = False) -> st
     return "\n".join(lines) + "\n"
 
 
-def _json_row(row: Row) -> dict[str, Value]:
-    return {k: _number(k, v) for k, v in row.items()}
+def _json_row(row: Row, names: Sequence[str] | None) -> dict[str, Value]:
+    keep = None if names is None else {*IDS, "core_type", *names}
+    return {k: _number(k, v) for k, v in row.items() if keep is None or k in keep}
 
 
-def jsonl(sample: Sample, index: int, t0_ns: int, late_ns: int = 0, missed: int = 0, final: bool = False) -> str:
-    """One JSON object for one sample (metrics as numbers, flags as lists, absent as null)."""
+def jsonl(
+    sample: Sample,
+    index: int,
+    t0_ns: int,
+    late_ns: int = 0,
+    missed: int = 0,
+    final: bool = False,
+    names: Sequence[str] | None = None,
+) -> str:
+    """One JSON object for one sample (metrics as numbers, flags as lists, no value as null);
+    names: the metrics written (default every one)."""
     obj = {
         "sample": index,
         "time_s": round((sample.t_ns - t0_ns) / 1e9, 6),
@@ -83,15 +104,16 @@ def jsonl(sample: Sample, index: int, t0_ns: int, late_ns: int = 0, missed: int 
         "late_ms": round(late_ns / 1e6, 3),
         "missed": missed,
         "final": final,
-        "cpus": [_json_row(r) for r in sample.cpus],
-        "cores": [_json_row(r) for r in sample.cores],
-        "packages": [_json_row(r) for r in sample.packages],
+        "cpus": [_json_row(r, names) for r in sample.cpus],
+        "cores": [_json_row(r, names) for r in sample.cores],
+        "packages": [_json_row(r, names) for r in sample.packages],
     }
     return json.dumps(obj, separators=(",", ":")) + "\n"
 
 
-def start_lines(plan: Plan, absent: dict[str, list[str]], interval_ns: int) -> list[str]:
-    """What is sampled, and each missing metric's reason (once, at the start)."""
+def start_lines(plan: Plan, absent: dict[str, list[str]], interval_ns: int, all_columns: bool = False) -> list[str]:
+    """What is sampled, where a value comes from when not from an MSR, and each missing
+    metric's reason (once, at the start)."""
     topo, ctx = plan.topology, plan.context
     npk = len(topo.packages())
     lines = [
@@ -100,8 +122,11 @@ def start_lines(plan: Plan, absent: dict[str, list[str]], interval_ns: int) -> l
     ]
     if ctx.base_mhz:
         lines.append(f"base frequency {ctx.base_mhz:g} MHz, from {ctx.base_source}")
+    for package, sensor in ctx.sensors.items():
+        lines.append(f"package {package} temperature (pkg_temp_c) from the {sensor.what}")
+    what = "absent (empty cells)" if all_columns else "absent (not recorded; --all-columns keeps them, empty)"
     for why, names in absent.items():
-        lines.append(f"absent (empty cells): {', '.join(names)}: {why}")
+        lines.append(f"{what}: {', '.join(names)}: {why}")
     return lines
 
 

@@ -207,7 +207,8 @@ class Assembler:
             t = self.t0_ns + round((first - self.tsc_ref) * 1e6 / self.tsc_khz)
         else:
             t = self.t0_ns + k * self.period_ns
-        return Raw(tuple(values), tuple(errs), t, t, t)
+        # hwmon is not the kernel sampler's: its temperature is the one at the record's consumption
+        return Raw(tuple(values), tuple(errs), t, t, t, self.plan.context.read_sensors())
 
 
 class KernelSource:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .hwmon import Sensor, read_celsius
 from .msrs import CORE, CPU, PACKAGE, TSC, Register
 from .topology import Topology
 
@@ -41,6 +42,11 @@ class Context:
     aperf_mperf_scale: int = 1  # APERF/MPERF count in units of this many cycles (Xeon Phi: 1024)
     tsc_tweak: bool = False  # the TSC runs at its own rate, MPERF at the base: Busy% from MPERF / base
     atom_c6_includes_c7: bool = False  # an efficient core's C6 counter includes C7: subtract it
+    sensors: Mapping[int, Sensor] = field(default_factory=dict)  # package -> its hwmon temperature
+
+    def read_sensors(self) -> dict[int, float | None]:
+        """Each package's hwmon temperature now (degrees C; None: unreadable this time)."""
+        return {p: read_celsius(s.path) for p, s in self.sensors.items()}
 
     def available(self, metric: str) -> bool:
         return self.metrics.get(metric, "unknown metric") is None
@@ -62,6 +68,7 @@ class Raw:
     t_ns: int  # CLOCK_MONOTONIC halfway through the submit: the sample's time
     t_submit_ns: int  # just before the ioctl
     t_done_ns: int  # just after it
+    sensors: Mapping[int, float | None] = field(default_factory=dict)  # package -> hwmon degrees C
 
 
 class Plan:
@@ -124,4 +131,4 @@ class Reader:
         t1 = clock(time.CLOCK_MONOTONIC)
         values = tuple(self.batch.values())
         errs = tuple(self.batch.errors()) if nerrs else self._ok
-        return Raw(values, errs, (t0 + t1) // 2, t0, t1)
+        return Raw(values, errs, (t0 + t1) // 2, t0, t1, self.plan.context.read_sensors())

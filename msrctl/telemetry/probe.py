@@ -24,6 +24,7 @@ from ..registers import models
 from . import catalog, metrics, msrs
 from .catalog import BASE, RAPL_UNIT, TJMAX, Source
 from .cpu import CpuInfo
+from .hwmon import Sensor
 from .msrs import Register
 from .plan import Context, Submitter
 from .topology import Topology
@@ -149,8 +150,10 @@ def evaluate(
     results: Results,
     cpuid_base_mhz: float | None = None,
     sysfs_base: tuple[float, str] | None = None,
+    sensors: tuple[Mapping[int, Sensor], str | None] = ({}, "hwmon was not looked at"),
 ) -> Probe:
-    """The probe's verdict from the probe batch's results (and the other base-frequency sources)."""
+    """The probe's verdict from the probe batch's results, the other base-frequency sources and
+    the hwmon sensors found for the sampled packages (hwmon.k10temp's answer)."""
     sampled, static, gated = candidates(cpu)
     hypervisor = cpu.has("hypervisor")
     first = topology.cpus[0].cpu
@@ -193,6 +196,7 @@ def evaluate(
 
     available: dict[str, str | None] = {}
     used: set[int] = set()
+    sensed = False  # some present metric comes from a hwmon sensor
     for m in catalog.METRICS:
         src = catalog.sources(cpu.vendor, cpu.vendor_id)[m.name]
         if isinstance(src, str):
@@ -200,14 +204,26 @@ def evaluate(
             continue
         why = next((regs[r.msr] for r in src.registers if regs[r.msr] is not None), None)
         why = why or next((statics[s] for s in src.statics if statics.get(s) is not None), None)
+        if src.sensor:
+            why = why or _sensor_reason(sensors, topology)
         available[m.name] = why
         if why is None:
             used.update(r.msr for r in src.registers)
+            sensed = sensed or bool(src.sensor)
     context = Context(
         cpu.vendor, available, base_mhz, base_source if base_mhz else "", tjmax, units,
         model.describe(), model.aperf_mperf_scale, model.tsc_tweak, model.atom_core_c6_includes_c7,
+        dict(sensors[0]) if sensed else {},
     )  # fmt: skip
     return Probe(cpu, regs, tuple(r for r in sampled if r.msr in used), context)
+
+
+def _sensor_reason(sensors: tuple[Mapping[int, Sensor], str | None], topology: Topology) -> str | None:
+    found, why = sensors
+    if why is not None:
+        return why
+    missing = [p.package for p in topology.packages() if p.package not in found]
+    return f"no hwmon temperature found for package {missing[0]}" if missing else None
 
 
 def check_allowed(info: Any, results: Results) -> None:
@@ -291,4 +307,13 @@ def run(dev: Submitter, cpu: CpuInfo, topology: Topology) -> Probe:
     check_allowed(device_info(dev), results)
     first = topology.cpus[0].cpu
     cpuid = cpuid_base_mhz(first) if cpu.vendor == "intel" else None
-    return evaluate(cpu, topology, results, cpuid, sysfs_base(first))
+    return evaluate(cpu, topology, results, cpuid, sysfs_base(first), find_sensors(cpu, topology))
+
+
+def find_sensors(cpu: CpuInfo, topology: Topology) -> tuple[dict[int, Sensor], str | None]:
+    """The hwmon sensors this vendor's metrics may need (AMD: k10temp's), for the sampled packages."""
+    if not any(isinstance(s, Source) and s.sensor for s in catalog.sources(cpu.vendor, cpu.vendor_id).values()):
+        return {}, "this vendor needs no hwmon sensor"
+    from . import hwmon
+
+    return hwmon.k10temp([p.package for p in topology.packages()])

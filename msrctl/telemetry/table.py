@@ -6,6 +6,9 @@ lines out; the values are shown as derive() gives them.  A None (a metric this
 machine lacks, or no value this interval) is '-', never 0.  When the window is
 narrow, optional columns go first (deep package C-states, busy MHz, core id);
 when even the required ones do not fit, the frame says so instead of wrapping.
+A metric this machine lacks gets no column (its reason is under the tables),
+unless every column is asked for (all_columns), as turbostat shows only the
+counters it found.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class Header:
     interval_ns: int
     virtual: bool = False  # the CPU reports a hypervisor: any value is its emulation's
     hint: str = ""  # the keys, in a terminal
+    sources: tuple[str, ...] = ()  # where values that no MSR holds come from, for the notes
 
 
 @dataclass(frozen=True)
@@ -109,8 +113,14 @@ def fit(columns: Sequence[Column], width: int | None) -> list[Column] | None:
     return shown if table_width(shown) <= width else None
 
 
-def min_width() -> int:
-    return max(table_width([c for c in cols if not c.drop]) for cols in (PACKAGE_COLUMNS, CPU_COLUMNS))
+def min_width(*tables: Sequence[Column]) -> int:
+    """The narrowest window the required columns of tables (default: every column) fit in."""
+    return max(table_width([c for c in cols if not c.drop]) for cols in (tables or (PACKAGE_COLUMNS, CPU_COLUMNS)))
+
+
+def present(columns: Sequence[Column], metrics: Mapping[str, str | None], all_columns: bool = False) -> list[Column]:
+    """The columns a frame may show: ids, and the metrics this machine has (all_columns: every one)."""
+    return [c for c in columns if all_columns or c.key in IDS or metrics.get(c.key, "") is None]
 
 
 def _pack(parts: list[str], width: int | None) -> list[str]:
@@ -181,18 +191,25 @@ def _nb(col: Column) -> str:
 
 
 def notes(
-    metrics: Mapping[str, str | None], sample: Sample, shown: Sequence[Column], hidden: Sequence[Column]
+    metrics: Mapping[str, str | None],
+    sample: Sample,
+    shown: Sequence[Column],
+    hidden: Sequence[Column],
+    left_out: Sequence[Column] = (),
+    sources: Sequence[str] = (),
 ) -> list[str]:
-    """Why shown columns are '-', once per reason; the hidden columns; failed ops."""
-    reasons: dict[str, list[str]] = {}
-    for c in shown:
-        why = metrics.get(c.key)
-        if c.key not in IDS and why is not None:
-            reasons.setdefault(why, []).append(_nb(c))
-    out = []
-    if reasons:
-        out.append(f"'{ABSENT}' = absent on this machine:")
-        out += [f"  {', '.join(names)}: {why}" for why, names in reasons.items()]
+    """Where values no MSR holds come from; why shown columns are '-' and why absent ones
+    were left out, once per reason; the hidden columns; failed ops."""
+    out = list(sources)
+    for title, columns in ((f"'{ABSENT}' = absent on this machine:", shown), ("absent on this machine:", left_out)):
+        reasons: dict[str, list[str]] = {}
+        for c in columns:
+            why = metrics.get(c.key)
+            if c.key not in IDS and why is not None:
+                reasons.setdefault(why, []).append(_nb(c))
+        if reasons:
+            out.append(title)
+            out += [f"  {', '.join(names)}: {why}" for why, names in reasons.items()]
     rows = [*sample.packages, *cpu_rows(sample)]
     gaps = [
         _nb(c)
@@ -253,12 +270,16 @@ def render(
     status: Status | None = None,
     width: int | None = None,
     height: int | None = None,
+    all_columns: bool = False,
 ) -> list[str]:
     """The frame's lines, none longer than width nor more than height (None: no limit).
 
     metrics: the probe's verdict per metric (None: present, else why absent);
-    sample None: the first interval has not ended yet."""
-    need_w = min_width()
+    sample None: the first interval has not ended yet; all_columns: a column for every
+    metric, '-' under the absent ones."""
+    pkg_all = present(PACKAGE_COLUMNS, metrics, all_columns)
+    cpu_all = present(CPU_COLUMNS, metrics, all_columns)
+    need_w = min_width(pkg_all, cpu_all)
     need_h = min_height(header, max(width or need_w, need_w))
     if (width is not None and width < need_w) or (height is not None and height < need_h):
         return too_small(width, height, need_w, need_h)
@@ -266,17 +287,17 @@ def render(
     if sample is None:
         first = f"measuring: the first values come after one interval ({format_interval(header.interval_ns)})"
         return [*top, "", clip(first, width)]
-    all_cpu = CPU_COLUMNS
     if any(r.get("core_type") for r in sample.cpus):
-        all_cpu = (*CPU_COLUMNS[:2], TYPE_COLUMN, *CPU_COLUMNS[2:])
-    pkg_cols, cpu_cols = fit(PACKAGE_COLUMNS, width), fit(all_cpu, width)
+        cpu_all = [*cpu_all[:2], TYPE_COLUMN, *cpu_all[2:]]
+    pkg_cols, cpu_cols = fit(pkg_all, width), fit(cpu_all, width)
     assert pkg_cols is not None and cpu_cols is not None  # min_width() guarantees it
-    hidden = [c for c in (*PACKAGE_COLUMNS, *all_cpu) if c not in pkg_cols and c not in cpu_cols]
+    hidden = [c for c in (*pkg_all, *cpu_all) if c not in pkg_cols and c not in cpu_cols]
+    left_out = [c for c in (*PACKAGE_COLUMNS, *CPU_COLUMNS) if c not in pkg_all and c not in cpu_all]
     room = (height if height is not None else 1 << 30) - len(top) - 2  # a blank line before each table
     pkgs = _table(pkg_cols, sample.packages, room - 2, "packages", width)  # 2: the CPU table's least
     cpus = _table(cpu_cols, cpu_rows(sample), room - len(pkgs), "CPUs", width)
     left = room - len(pkgs) - len(cpus)
-    tail = _wrap(notes(metrics, sample, [*pkg_cols, *cpu_cols], hidden), width)
+    tail = _wrap(notes(metrics, sample, [*pkg_cols, *cpu_cols], hidden, left_out, header.sources), width)
     if tail and len(tail) + 1 > left:  # the CPU rows come first: then one line for the reasons
         tail = [clip(f"'{ABSENT}' = absent: enlarge the window to see why", width)] if left >= 2 else []
     return [*top, "", *pkgs, "", *cpus, *(["", *tail] if tail else [])]

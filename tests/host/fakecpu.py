@@ -21,6 +21,12 @@ TWO_PACKAGES = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1), 4: (0, 0), 5: (0, 1)
 XEON = cpu.CpuInfo("GenuineIntel", 6, 0x55, "Xeon Gold 6130", frozenset({"aperfmperf", "dts", "pts"}))
 # What QEMU 7.2 TCG shows the guest: AMD family 0xF, none of the flags, and every MSR reads 0.
 QEMU = cpu.CpuInfo("AuthenticAMD", 0xF, 0x6B, "QEMU Virtual CPU version 2.5+", frozenset({"hypervisor"}))
+# An EPYC 7543 (Zen 3) on bare metal: P0 at 3400 MHz, RAPL units 2^-16 J.
+ZEN3 = cpu.CpuInfo("AuthenticAMD", 0x19, 0x01, "AMD EPYC 7543", frozenset({"aperfmperf", "rapl", "hw_pstate"}))
+PSTATE0 = 1 << 63 | 0x08 << 8 | 0x88  # 200 x 0x88 / 8 = 3400 MHz
+AMD_STATIC = {0xC0010064: PSTATE0, 0xC0010299: 0x000A1003}
+
+
 # Base 2400 MHz, TjMax 100 C, RAPL units 2^-14 J; core readout 42 below TjMax, package 40.
 STATIC = {0xCE: 0x1800, 0x1A2: 100 << 16, 0x606: 0xA0E03, 0x19C: 1 << 31 | 0x2A << 16, 0x1B1: 0x28 << 16}
 # Counters over 0.1 s at that base: 240M TSC ticks; APERF 180M (1800 MHz effective), MPERF
@@ -52,5 +58,24 @@ def plan(info: cpu.CpuInfo, value: int | None = None) -> Plan:
     STATIC's value (123 for the rest), or value for all of them."""
     topo = topology.read()
     reads = probe.probe_reads(info, topo)
-    found = probe.evaluate(info, topo, {r: (STATIC.get(r[1], 123) if value is None else value, 0) for r in reads})
+    results = {r: (STATIC.get(r[1], 123) if value is None else value, 0) for r in reads}
+    found = probe.evaluate(info, topo, results, sensors=probe.find_sensors(info, topo))
     return Plan(topo, found.sampled, found.context)
+
+
+def hwmon_device(root: Path, n: int, node: str, temps: dict[int, tuple[str, int]]) -> Path:
+    """/sys/class/hwmon/hwmon<n> of k10temp on PCI node <node>, as the driver lays it out:
+    temps {index: (label, millidegrees)}."""
+    pci = root / "sys/devices/pci0000:00" / node
+    d = pci / "hwmon" / f"hwmon{n}"
+    d.mkdir(parents=True)
+    (d / "name").write_text("k10temp\n")
+    (d / "device").symlink_to(pci)
+    for i, (label, milli) in temps.items():
+        if label:
+            (d / f"temp{i}_label").write_text(label + "\n")
+        (d / f"temp{i}_input").write_text(f"{milli}\n")
+    cls = root / "sys/class/hwmon"
+    cls.mkdir(parents=True, exist_ok=True)
+    (cls / f"hwmon{n}").symlink_to(d)
+    return d

@@ -101,28 +101,38 @@ def test_under_qemu_every_value_is_a_dash_with_its_reason(sysfs: Path) -> None:
     plan = _plan(QEMU, value=0)
     assert plan.registers == ()  # nothing is read but the TSC: no 0 can turn into a value
     header = table.Header("vm", QEMU.model_name, "msrdrv", 200_000_000, True, "q quits")
-    lines = table.render(header, plan.context.metrics, _sample(plan), STATUS, 120, 40)
-    assert lines == [
+    head = [
         "msrctl top | vm | backend msrdrv | QEMU Virtual CPU version 2.5+",
         "sample 7 at 0.7 s | every 200 ms | late 0 | missed 1 | q quits",
         "virtual machine: any value shown is the hypervisor's emulation of the MSR, not hardware's",
         "",
+    ]
+    reasons = [
+        "  PKG W: the CPU lacks RAPL (no 'rapl' flag in /proc/cpuinfo)",
+        "  DRAM W: AMD RAPL has only core and package energy counters",
+        "  package TEMP C: no k10temp hwmon device (AMD keeps its temperature in the SMN, not in an MSR): load the "
+        "driver with",
+        "    `sudo modprobe k10temp`",
+        "  PC2%, PC3%, PC6%, PC7%, PC8%, PC9%, PC10%, C3%, C6%, C7%: AMD CPUs have no C-state residency MSRs",
+        "  MHz, BUSY%, BUSY MHz: the CPU lacks APERF/MPERF (no 'aperfmperf' flag in /proc/cpuinfo)",
+        "  core TEMP C: AMD CPUs have no per-core temperature sensor (k10temp's per-package value is pkg_temp_c)",
+    ]
+    cpus = [f"{c:>4}  {c % 2:>4}" for c in range(4)]
+    # by default only what the machine has: here the ids alone, every metric named below with its reason
+    lines = table.render(header, plan.context.metrics, _sample(plan), STATUS, 120, 40)
+    assert lines == [*head, "PKG", "  0", "", " CPU  CORE", *cpus, "", "absent on this machine:", *reasons]
+    # --all-columns: every column, '-' under each (never a 0)
+    lines = table.render(header, plan.context.metrics, _sample(plan), STATUS, 120, 40, all_columns=True)
+    assert lines == [
+        *head,
         "PKG    PKG W   DRAM W  TEMP C   PC2%   PC3%   PC6%   PC7%   PC8%   PC9%  PC10%",
         "  0        -        -       -      -      -      -      -      -      -      -",
         "",
         " CPU  CORE     MHz   BUSY%  BUSY MHz    C3%    C6%    C7%  TEMP C",
-        "   0     0       -       -         -      -      -      -       -",
-        "   1     1       -       -         -      -      -      -       -",
-        "   2     0       -       -         -      -      -      -       -",
-        "   3     1       -       -         -      -      -      -       -",
+        *[f"{row}       -       -         -      -      -      -       -" for row in cpus],
         "",
         "'-' = absent on this machine:",
-        "  PKG W: the CPU lacks RAPL (no 'rapl' flag in /proc/cpuinfo)",
-        "  DRAM W: AMD RAPL has only core and package energy counters",
-        "  package TEMP C, core TEMP C: AMD CPUs report temperature through the SMN (the k10temp driver), "
-        "not through an MSR",
-        "  PC2%, PC3%, PC6%, PC7%, PC8%, PC9%, PC10%, C3%, C6%, C7%: AMD CPUs have no C-state residency MSRs",
-        "  MHz, BUSY%, BUSY MHz: the CPU lacks APERF/MPERF (no 'aperfmperf' flag in /proc/cpuinfo)",
+        *reasons,
     ]
 
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from fakecpu import QEMU, SMALL, STATIC, STEP, XEON, write_sysfs
+from fakecpu import QEMU, SMALL, STATIC, STEP, XEON, ZEN3, hwmon_device, write_sysfs
 from fakecpu import plan as _plan
 from prometheus_client import generate_latest
 from prometheus_client.core import CollectorRegistry
@@ -61,7 +61,8 @@ class Snapshots:
         t = 10**9 + k * 10**8
         errs = tuple(self.errs.get(i, 0) for i in range(len(self.plan)))
         self.errs = {}
-        return Raw(tuple(self.value(op, k) for op in self.plan.ops), errs, t, t, t)
+        values = tuple(self.value(op, k) for op in self.plan.ops)
+        return Raw(values, errs, t, t, t, self.plan.context.read_sensors())
 
 
 class Clock:
@@ -582,3 +583,18 @@ def test_the_committed_cost_report_is_rendered_from_its_figures() -> None:
     assert "TCG" in data["emulated"] and data["runs"]
     for run in data["runs"].values():
         assert run["batches_per_scrape"] == 1.0  # one batch per scrape, for the whole machine
+
+
+def test_amd_package_temperature_from_k10temp_with_its_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An AMD node exports msr_package_temperature_celsius from k10temp (no MSR holds it), and
+    names the driver and input in msrctl_exporter_metric_source_info; the core one stays absent."""
+    write_sysfs(tmp_path, SMALL, monkeypatch)
+    hwmon_device(tmp_path, 3, "0000:00:18.3", {1: ("Tctl", 48_875)})
+    plan = _plan(ZEN3)
+    got = _scrape(_registry(TelemetryCollector(plan, Snapshots(plan), "msrdrv", 0.0)))
+    assert got['msr_package_temperature_celsius{package="0"}'] == 48.875
+    source = 'msrctl_exporter_metric_source_info{metric="msr_package_temperature_celsius",package="0",'
+    assert got[source + 'source="k10temp Tctl (hwmon3, node 0000:00:18.3)"}'] == 1
+    assert not any(k.startswith("msr_core_temperature_celsius") for k in got)
+    absent = [k for k in got if k.startswith('msrctl_exporter_metric_absent_info{metric="msr_core_temperature')]
+    assert len(absent) == 1 and "no per-core temperature sensor" in absent[0]

@@ -176,9 +176,8 @@ def test_probe_amd(sysfs: Path) -> None:
     ctx = found.context
     assert ctx.base_mhz == 3400.0 and "MSR_AMD_PSTATE_DEF0" in ctx.base_source
     assert ctx.available("core_power_w") and ctx.available("pkg_energy_j") and ctx.available("mhz_busy")
-    assert (
-        ctx.metrics["core_temp_c"]
-        == "AMD CPUs report temperature through the SMN (the k10temp driver), not through an MSR"
+    assert ctx.metrics["core_temp_c"] == (
+        "AMD CPUs have no per-core temperature sensor (k10temp's per-package value is pkg_temp_c)"
     )
     assert ctx.metrics["dram_energy_j"] == "AMD RAPL has only core and package energy counters"
     assert ctx.energy_unit[1, msrs.AMD_PKG_ENERGY.msr] == 2**-16
