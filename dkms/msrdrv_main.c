@@ -182,8 +182,7 @@ static unsigned int msrdrv_target(const struct msrdrv_op *op,
  * kept per CPU) into x->order and x->start, and the CPUs into mask.
  * Returns the longest slice.
  */
-static u32 msrdrv_group(struct msrdrv_exec *x, unsigned int self,
-			struct cpumask *mask)
+static u32 msrdrv_group(struct msrdrv_exec *x, struct cpumask *mask)
 {
 	u32 *start = x->start, i, longest = 0;
 	unsigned int cpu;
@@ -191,7 +190,7 @@ static u32 msrdrv_group(struct msrdrv_exec *x, unsigned int self,
 	for (i = 0; i < x->n; i++) {
 		if (!msrdrv_op_runnable(&x->ops[i]))
 			continue;
-		cpu = msrdrv_target(&x->ops[i], self);
+		cpu = x->ops[i].cpu;	/* clamped by msrdrv_prepare() */
 		start[cpu + 1]++;
 		cpumask_set_cpu(cpu, mask);
 	}
@@ -202,7 +201,7 @@ static u32 msrdrv_group(struct msrdrv_exec *x, unsigned int self,
 	for (i = 0; i < x->n; i++) {
 		if (!msrdrv_op_runnable(&x->ops[i]))
 			continue;
-		cpu = msrdrv_target(&x->ops[i], self);
+		cpu = x->ops[i].cpu;
 		x->order[start[cpu]++] = i;
 	}
 	/* The fill above advanced each start to its end: shift back. */
@@ -238,7 +237,7 @@ static u32 msrdrv_prepare(struct msrdrv_exec *x, unsigned int self,
 {
 	u32 i, nrun = 0;
 	unsigned int cpu;
-	bool notsc = test_thread_flag(TIF_NOTSC);
+	bool notsc = test_thread_flag(TIF_NOTSC), bad;
 
 	*multi = false;
 	for (i = 0; i < x->n; i++) {
@@ -248,12 +247,16 @@ static u32 msrdrv_prepare(struct msrdrv_exec *x, unsigned int self,
 		if (!msrdrv_op_needs_cpu(op))
 			continue;
 		cpu = msrdrv_target(op, self);
-		if (cpu >= nr_cpu_ids) {
-			op->err = -ENXIO;
-			continue;
-		}
+		bad = cpu >= nr_cpu_ids;
+		/*
+		 * Spectre v1: clamp once and keep the clamped CPU in the op;
+		 * every later index (start[], order[], the masks) takes it.
+		 */
 		cpu = array_index_nospec(cpu, nr_cpu_ids);
-		if (!cpu_online(cpu))
+		op->cpu = cpu;
+		if (bad)
+			op->err = -ENXIO;
+		else if (!cpu_online(cpu))
 			op->err = -ENXIO;
 		else if (notsc && msrdrv_op_reads_tsc(op))
 			op->err = -EPERM;
@@ -405,7 +408,7 @@ static int msrdrv_execute(struct file *file, struct msrdrv_op *ops,
 	nrun = msrdrv_prepare(&x, self, &multi, &target);
 	longest = nrun;
 	if (multi)
-		longest = msrdrv_group(&x, self, mask);
+		longest = msrdrv_group(&x, mask);
 	if ((flags & MSRDRV_BATCH_SNAPSHOT) && longest > section_ops) {
 		ret = -E2BIG;
 	} else if (nrun) {

@@ -7,8 +7,10 @@
  * driver's.  Everyone else (members of group msr) is bound by the allowlist
  * an admin loaded: a listed MSR may be read if its entry says so, and written
  * only in the bits of its write mask.  With no list loaded they may do
- * nothing (deny by default, as msr-safe), and MSRs that hold kernel
- * addresses are never theirs, whatever a list says.  All writes need a file
+ * nothing (deny by default, as msr-safe), MSRs that hold kernel addresses
+ * are never theirs, and MSRs that steer the kernel (its entry points,
+ * interrupts, memory types, mitigations, time, machine checks) are never
+ * theirs to write, whatever a list says.  All writes need a file
  * opened for writing and are refused under kernel lockdown and with
  * allow_writes=N.
  */
@@ -28,6 +30,7 @@
 #include <linux/slab.h>
 #include <linux/srcu.h>
 #include <linux/uaccess.h>
+#include <asm/special_insns.h>
 
 #include "msrdrv_policy.h"
 
@@ -63,13 +66,19 @@ static LIST_HEAD(msrdrv_watches);
 static const struct msrdrv_msr_range {
 	u32 first, last;
 } msrdrv_protected[] = {
+	{ 0x00000000, 0x00000000 },	/* IA32_P5_MC_ADDR (Pentium) */
 	{ 0x00000011, 0x00000012 },	/* KVM pvclock (old numbers): GPAs */
 	{ 0x00000040, 0x00000047 },	/* LBR FROM_IP (Core, Atom) */
 	{ 0x00000060, 0x00000067 },	/* LBR TO_IP (Core, Atom) */
 	{ 0x0000009e, 0x0000009e },	/* IA32_SMBASE */
+	{ 0x000000a0, 0x000000a1 },	/* MSR_SMRR_PHYSBASE/MASK (Core 2) */
 	{ 0x00000174, 0x00000176 },	/* IA32_SYSENTER_CS/ESP/EIP */
 	{ 0x000001cc, 0x000001d4 },	/* IA32_FRED_RSP0-3, STKLVLS, SSP1-3, CONFIG */
+	{ 0x000001d7, 0x000001d8 },	/* MSR_LER_FROM_LIP, MSR_LER_TO_LIP (P4) */
 	{ 0x000001db, 0x000001de },	/* LASTBRANCH/LER FROM/TO IP */
+	{ 0x000001f2, 0x000001f5 },	/* IA32_SMRR_PHYSBASE/MASK, PRMRR_PHYS_BASE/MASK */
+	{ 0x000002a0, 0x000002a7 },	/* MSR_PRMRR_BASE_0-7 */
+	{ 0x000002f4, 0x000002f5 },	/* MSR_UNCORE_PRMRR_PHYS_BASE/MASK */
 	{ 0x000003f4, 0x000003f5 },	/* IA32_PEBS_BASE, IA32_PEBS_INDEX */
 	{ 0x00000560, 0x00000561 },	/* IA32_RTIT_OUTPUT_BASE, OUTPUT_MASK_PTRS */
 	{ 0x00000572, 0x00000572 },	/* IA32_RTIT_CR3_MATCH */
@@ -78,14 +87,19 @@ static const struct msrdrv_msr_range {
 	{ 0x00000680, 0x0000069f },	/* MSR_LASTBRANCH_0-31_FROM_IP */
 	{ 0x000006a0, 0x000006a8 },	/* IA32_U_CET, S_CET, PL0-3_SSP, INT_SSP_TAB */
 	{ 0x000006c0, 0x000006df },	/* MSR_LASTBRANCH_0-31_TO_IP */
+	{ 0x00000983, 0x00000984 },	/* IA32_TME_EXCLUDE_MASK, TME_EXCLUDE_BASE */
 	{ 0x00000985, 0x0000098a },	/* IA32_UINTR_RR, HANDLER, STACKADJUST, MISC, PD, TT */
 	{ 0x00000d90, 0x00000d90 },	/* IA32_BNDCFGS */
 	{ 0x00000dc0, 0x00000ddf },	/* MSR_LBR_INFO_0-31 */
 	{ 0x00001200, 0x0000121f },	/* IA32_LBR_0-31_INFO */
+	{ 0x00001400, 0x00001401 },	/* IA32_SEAMRR_PHYS_BASE, SEAMRR_PHYS_MASK */
 	{ 0x00001500, 0x0000151f },	/* IA32_LBR_0-31_FROM_IP */
 	{ 0x00001600, 0x0000161f },	/* IA32_LBR_0-31_TO_IP */
+	{ 0x000017d0, 0x000017d0 },	/* IA32_HW_FEEDBACK_PTR */
 	{ 0x40000000, 0x400000ff },	/* Hyper-V synthetic MSRs: GPAs */
 	{ 0x40000100, 0x40000105 },	/* Hyper-V crash MSRs: panic RIP, parameters */
+	{ 0x40000200, 0x40000200 },	/* Xen hypercall page (with Viridian): GPA */
+	{ 0x40001082, 0x40001083 },	/* Hyper-V nested SIEFP, SIMP: GPAs */
 	{ 0x4b564d00, 0x4b564d07 },	/* KVM paravirtual MSRs: GPAs */
 	{ 0xc0000081, 0xc0000083 },	/* STAR, LSTAR, CSTAR */
 	{ 0xc0000100, 0xc0000102 },	/* FS_BASE, GS_BASE, KERNEL_GS_BASE */
@@ -97,21 +111,160 @@ static const struct msrdrv_msr_range {
 	{ 0xc0011030, 0xc001103b },	/* AMD IBS fetch/op/data samples */
 };
 
-static bool msrdrv_policy_protected(u32 msr)
+/*
+ * MSRs that steer the kernel: writing one redirects or disables its entry
+ * paths, interrupts, memory typing, speculation mitigations, time keeping,
+ * machine-check handling or feature locks.  CAP_SYS_RAWIO openers only may
+ * write them; a list may still let members read them.  Inclusive ranges,
+ * sorted; docs/access-policy.md says why each is here and msrctl mirrors
+ * the table.  PKRS (0x6e1) is in the table but counts only if the kernel
+ * uses protection keys for supervisor pages (CR4.PKS).
+ */
+static const struct msrdrv_msr_range msrdrv_kernel_control[] = {
+	{ 0x00000010, 0x00000010 },	/* IA32_TIME_STAMP_COUNTER */
+	{ 0x0000001b, 0x0000001b },	/* IA32_APIC_BASE */
+	{ 0x00000033, 0x00000033 },	/* MSR_TEST_CTRL (split-lock detect) */
+	{ 0x0000003a, 0x0000003a },	/* IA32_FEATURE_CONTROL */
+	{ 0x0000003b, 0x0000003b },	/* IA32_TSC_ADJUST */
+	{ 0x00000048, 0x00000049 },	/* IA32_SPEC_CTRL, IA32_PRED_CMD */
+	{ 0x0000004e, 0x0000004e },	/* MSR_PPIN_CTL */
+	{ 0x00000079, 0x00000079 },	/* IA32_BIOS_UPDT_TRIG */
+	{ 0x0000008c, 0x0000008f },	/* IA32_SGXLEPUBKEYHASH0-3 */
+	{ 0x0000009b, 0x0000009b },	/* IA32_SMM_MONITOR_CTL */
+	{ 0x000000bc, 0x000000bc },	/* IA32_MISC_PACKAGE_CTLS */
+	{ 0x000000e1, 0x000000e1 },	/* IA32_UMWAIT_CONTROL */
+	{ 0x000000e7, 0x000000e8 },	/* IA32_MPERF, IA32_APERF */
+	{ 0x00000105, 0x00000105 },	/* MSR_ARRAY_BIST (In-Field Scan) */
+	{ 0x0000010b, 0x0000010b },	/* IA32_FLUSH_CMD */
+	{ 0x0000010f, 0x0000010f },	/* MSR_TSX_FORCE_ABORT */
+	{ 0x00000122, 0x00000123 },	/* IA32_TSX_CTRL, IA32_MCU_OPT_CTRL */
+	{ 0x0000013c, 0x0000013c },	/* MSR_FEATURE_CONFIG (AES-NI lock) */
+	{ 0x00000140, 0x00000140 },	/* MSR_MISC_FEATURES_ENABLES */
+	{ 0x00000150, 0x00000150 },	/* Intel OC mailbox (core voltage offset) */
+	{ 0x0000017a, 0x0000017b },	/* IA32_MCG_STATUS, IA32_MCG_CTL */
+	{ 0x0000019b, 0x0000019b },	/* IA32_THERM_INTERRUPT */
+	{ 0x000001a0, 0x000001a0 },	/* IA32_MISC_ENABLE */
+	{ 0x000001b2, 0x000001b2 },	/* IA32_PACKAGE_THERM_INTERRUPT */
+	{ 0x000001c4, 0x000001c5 },	/* IA32_XFD, IA32_XFD_ERR */
+	{ 0x000001c8, 0x000001c9 },	/* MSR_LBR_SELECT, MSR_LBR_TOS */
+	{ 0x000001d9, 0x000001d9 },	/* IA32_DEBUGCTL */
+	{ 0x00000200, 0x0000021f },	/* IA32_MTRR_PHYSBASE0-PHYSMASK15 */
+	{ 0x00000250, 0x0000026f },	/* IA32_MTRR_FIX64K/16K/4K */
+	{ 0x00000277, 0x00000277 },	/* IA32_PAT */
+	{ 0x00000280, 0x0000029f },	/* IA32_MC0-31_CTL2 */
+	{ 0x000002b8, 0x000002c9 },	/* SBAF and In-Field Scan hashes, chunks, start */
+	{ 0x000002d6, 0x000002d7 },	/* MSR_ARRAY_TRIGGER, MSR_ARRAY_STATUS */
+	{ 0x000002ff, 0x000002ff },	/* IA32_MTRR_DEF_TYPE */
+	{ 0x000003f1, 0x000003f1 },	/* IA32_PEBS_ENABLE */
+	{ 0x00000400, 0x0000047f },	/* IA32_MC0-31_CTL/STATUS/ADDR/MISC */
+	{ 0x000004d0, 0x000004d0 },	/* IA32_MCG_EXT_CTL */
+	{ 0x00000570, 0x00000571 },	/* IA32_RTIT_CTL, IA32_RTIT_STATUS */
+	{ 0x000006e0, 0x000006e0 },	/* IA32_TSC_DEADLINE */
+	{ 0x000006e1, 0x000006e1 },	/* IA32_PKRS */
+	{ 0x00000770, 0x00000770 },	/* IA32_PM_ENABLE */
+	{ 0x00000773, 0x00000773 },	/* IA32_HWP_INTERRUPT */
+	{ 0x00000800, 0x000008ff },	/* x2APIC registers (ICR, EOI, TPR, LVT, timer) */
+	{ 0x00000982, 0x00000982 },	/* IA32_TME_ACTIVATE */
+	{ 0x00000c80, 0x00000c80 },	/* IA32_DEBUG_INTERFACE */
+	{ 0x00000c81, 0x00000c82 },	/* IA32_L3_QOS_CFG, IA32_L2_QOS_CFG */
+	{ 0x00000c8f, 0x00000c8f },	/* IA32_PQR_ASSOC */
+	{ 0x00000c90, 0x00000d8f },	/* RDT L3/L2 CAT masks, MBA throttles */
+	{ 0x00000d93, 0x00000d93 },	/* IA32_PASID */
+	{ 0x00000da0, 0x00000da0 },	/* IA32_XSS */
+	{ 0x000014ce, 0x000014cf },	/* IA32_LBR_CTL, IA32_LBR_DEPTH (arch LBR) */
+	{ 0x000017d1, 0x000017d1 },	/* IA32_HW_FEEDBACK_CONFIG */
+	{ 0x40000106, 0x40000118 },	/* Hyper-V reenlightenment, TSC emulation, TSC ctl */
+	{ 0x40001080, 0x40001081 },	/* Hyper-V nested SCONTROL, SVERSION */
+	{ 0x40001084, 0x4000109f },	/* Hyper-V nested EOM, SINT0-15 */
+	{ 0x4b564d08, 0x4b564d08 },	/* MSR_KVM_MIGRATION_CONTROL */
+	{ 0xc0000080, 0xc0000080 },	/* IA32_EFER */
+	{ 0xc0000084, 0xc0000084 },	/* SYSCALL_MASK (FMASK) */
+	{ 0xc0000103, 0xc0000103 },	/* IA32_TSC_AUX */
+	{ 0xc0000104, 0xc0000104 },	/* AMD TSC_RATIO */
+	{ 0xc000010e, 0xc000010f },	/* AMD LBR_SELECT, DBG_EXTN_CFG */
+	{ 0xc0000200, 0xc00002ff },	/* AMD RDT MBA and SMBA bandwidth limits */
+	{ 0xc00003fd, 0xc00003ff },	/* AMD RDT ABMC config, L3_QOS_EXT_CFG */
+	{ 0xc0000400, 0xc0000410 },	/* AMD BMEC cfg; MCA threshold blocks, INTR_CFG */
+	{ 0xc0002000, 0xc00023ff },	/* AMD SMCA MCA banks 0-63 */
+	{ 0xc0010010, 0xc0010010 },	/* AMD SYSCFG */
+	{ 0xc0010015, 0xc0010015 },	/* AMD HWCR */
+	{ 0xc0010016, 0xc001001a },	/* AMD IORR_BASE/MASK0-1, TOP_MEM */
+	{ 0xc001001d, 0xc001001d },	/* AMD TOP_MEM2 */
+	{ 0xc001001f, 0xc001001f },	/* AMD NB_CFG */
+	{ 0xc0010020, 0xc0010020 },	/* AMD PATCH_LOADER */
+	{ 0xc0010022, 0xc0010022 },	/* AMD MC exception redirection */
+	{ 0xc0010044, 0xc001004a },	/* AMD MC0-6_MASK */
+	{ 0xc0010054, 0xc0010056 },	/* AMD IO trap ctl, int-pending msg, SMI trigger */
+	{ 0xc0010058, 0xc0010058 },	/* AMD MMIO_CONF_BASE (PCI ECAM window) */
+	{ 0xc0010064, 0xc001006b },	/* AMD PSTATE_DEF0-7 (FID/DID/VID) */
+	{ 0xc0010114, 0xc0010116 },	/* AMD VM_CR, IGNNE, SMM_CTL */
+	{ 0xc0010118, 0xc0010118 },	/* AMD SVM lock key */
+	{ 0xc001011b, 0xc001011b },	/* AMD AVIC doorbell */
+	{ 0xc001011e, 0xc001011e },	/* AMD VM_PAGE_FLUSH */
+	{ 0xc001011f, 0xc001011f },	/* AMD VIRT_SPEC_CTRL */
+	{ 0xc0010134, 0xc0010138 },	/* AMD SEV guest TSC freq, vTOM, RMP_CFG, SAVIC */
+	{ 0xc00102b1, 0xc00102b1 },	/* AMD CPPC_ENABLE */
+	{ 0xc00102f0, 0xc00102f0 },	/* AMD PPIN_CTL */
+	{ 0xc0011004, 0xc0011005 },	/* AMD CPUID feature overrides (1, 8000_0001) */
+	{ 0xc0011019, 0xc001101b },	/* AMD DR1-3 address masks */
+	{ 0xc0011020, 0xc001102e },	/* AMD LS/IC/DC/TW/DE/BU/EX/BP_CFG, DR0 mask */
+	{ 0xc00110e3, 0xc00110e3 },	/* AMD Zen2 SPECTRAL_CHICKEN */
+};
+
+#define MSRDRV_MSR_PKRS		0x000006e1
+#define MSRDRV_CR4_PKS		BIT(24)	/* protection keys for supervisor pages */
+
+/* CR4.PKS as the kernel set it at boot (read once, at module load). */
+static bool msrdrv_pks;
+
+static bool msrdrv_in_ranges(const struct msrdrv_msr_range *r, size_t n,
+			     u32 msr)
 {
 	size_t i;
 
-	for (i = 0; i < ARRAY_SIZE(msrdrv_protected); i++) {
-		if (msr < msrdrv_protected[i].first)
+	for (i = 0; i < n; i++) {
+		if (msr < r[i].first)
 			return false;
-		if (msr <= msrdrv_protected[i].last)
+		if (msr <= r[i].last)
 			return true;
 	}
 	return false;
 }
 
+/*
+ * The machine-check banks' address registers, strided among their bank's
+ * other registers: IA32_MCi_ADDR (0x402 + 4i, banks 0-31) and AMD SMCA
+ * MCA_ADDR and MCA_DEADDR (0xc0002002 and 0xc0002009 + 0x10i, banks
+ * 0-63) hold the physical address of failed memory.
+ */
+static bool msrdrv_mca_addr(u32 msr)
+{
+	if (msr >= 0x400 && msr <= 0x47f)
+		return (msr & 3) == 2;
+	if (msr >= 0xc0002000 && msr <= 0xc00023ff)
+		return (msr & 0xf) == 2 || (msr & 0xf) == 9;
+	return false;
+}
+
+static bool msrdrv_policy_protected(u32 msr)
+{
+	return msrdrv_in_ranges(msrdrv_protected,
+				ARRAY_SIZE(msrdrv_protected), msr) ||
+	       msrdrv_mca_addr(msr);
+}
+
+static bool msrdrv_policy_kernel_control(u32 msr)
+{
+	/* Without CR4.PKS, PKRS governs nothing the kernel relies on. */
+	if (msr == MSRDRV_MSR_PKRS)
+		return msrdrv_pks;
+	return msrdrv_in_ranges(msrdrv_kernel_control,
+				ARRAY_SIZE(msrdrv_kernel_control), msr);
+}
+
 int msrdrv_policy_init(void)
 {
+	msrdrv_pks = __read_cr4() & MSRDRV_CR4_PKS;
 	return init_srcu_struct(&msrdrv_srcu);
 }
 
@@ -202,6 +355,9 @@ int msrdrv_policy_check(const struct msrdrv_policy *pol,
 
 	if (op->op == MSRDRV_OP_WRITE && pol->write_err)
 		return pol->write_err;
+	/* A masked write of no bit would only put back what it read. */
+	if (op->op == MSRDRV_OP_WRITE && !msrdrv_op_mask(op))
+		return -EACCES;
 	if (pol->rawio)
 		return 0;
 	if (op->op != MSRDRV_OP_READ && op->op != MSRDRV_OP_WRITE)
@@ -211,6 +367,9 @@ int msrdrv_policy_check(const struct msrdrv_policy *pol,
 		return -EACCES;
 	if (op->op == MSRDRV_OP_READ)
 		return e->flags & MSRDRV_ALLOW_READ ? 0 : -EACCES;
+	/* SET refuses such an entry; this holds if CR4.PKS changed since. */
+	if (msrdrv_policy_kernel_control(op->msr))
+		return -EACCES;
 	/* A write that may change no bit writes nothing: say so. */
 	return msrdrv_op_mask(op) & e->write_mask ? 0 : -EACCES;
 }
@@ -330,9 +489,15 @@ static int msrdrv_policy_validate(const struct msrdrv_allowlist_k *list)
 			return -EINVAL;
 	}
 	for (i = 0; i < list->n; i++) {
-		if (msrdrv_policy_protected(list->e[i].msr)) {
+		e = &list->e[i];
+		if (msrdrv_policy_protected(e->msr)) {
 			pr_info("allowlist refused: MSR %#x holds kernel addresses\n",
-				list->e[i].msr);
+				e->msr);
+			return -EACCES;
+		}
+		if (e->write_mask && msrdrv_policy_kernel_control(e->msr)) {
+			pr_info("allowlist refused: MSR %#x steers the kernel: never member-writable\n",
+				e->msr);
 			return -EACCES;
 		}
 	}

@@ -11,8 +11,12 @@ MSRs whose value must not reach users (write-only MSRs take mask ~0).
     0xc0000103         0x000000000000ff00  write-only
 
 MSRs that hold kernel addresses (protected.py) are refused, as the kernel
-refuses them.  Profiles are jinja2 templates (templates/allowlist-<name>.j2)
-rendered to that format; several merge into one list.
+refuses them, and so is a write mask on an MSR that steers the kernel (a
+list may make those readable only).  Every refused line is named at once;
+with drop=True they are dropped (a kernel-control MSR keeps its read) and
+each drop is named instead.  Profiles are jinja2 templates
+(templates/allowlist-<name>.j2) rendered to that format; several merge into
+one list.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ TEMPLATES = Path(__file__).parent.parent / "templates"
 NO_READ = "write-only"  # the optional third field
 PROTECTED_WHY = "msrdrv never lets group members read or write it"
 PROTECTED_FIX = "remove the line (root reaches it without a list)"
+CONTROL_WHY = "a list may let group members read it, never write it"
+CONTROL_FIX = "make the line read-only (write mask 0); root writes it without a list"
+DROP_FIX = "remove those lines, or load with --drop-protected to drop them (each one is named)"
 
 
 @dataclass(frozen=True)
@@ -48,13 +55,40 @@ def _name(msr: int) -> str | None:
     return registers.name_of(msr)
 
 
-def check_entry(entry: Entry, where: str) -> None:
-    """UsageError if msrdrv would refuse the entry or it grants nothing; where is `file:line`."""
+def refusal(entry: Entry) -> str | None:
+    """Why msrdrv refuses the entry ('MSR 0x174 (IA32_SYSENTER_CS) holds kernel addresses (...)'), or None.
+
+    PKRS is left to the kernel: it refuses PKRS writes only while it uses supervisor
+    protection keys (CR4.PKS), which user space cannot see."""
     from . import protected
 
     refused = protected.explain(entry.msr, _name(entry.msr))
     if refused:
+        return refused
+    if entry.write_mask and entry.msr != protected.PKRS:
+        return protected.explain_write(entry.msr, _name(entry.msr))
+    return None
+
+
+def allowed_part(entry: Entry) -> Entry | None:
+    """What msrdrv accepts of a refused entry: a kernel-control MSR's read, or nothing."""
+    from . import protected
+
+    if protected.protected_range(entry.msr) or not entry.read:
+        return None
+    return Entry(entry.msr, 0, True)
+
+
+def check_entry(entry: Entry, where: str) -> None:
+    """UsageError if msrdrv would refuse the entry or it grants nothing; where is `file:line`."""
+    from . import protected
+
+    refused = refusal(entry)
+    if refused and protected.protected_range(entry.msr):
         raise UsageError(f"{where}: {refused}", PROTECTED_WHY, PROTECTED_FIX)
+    if refused:
+        fix = CONTROL_FIX if entry.read else "drop the line (root writes it without a list)"
+        raise UsageError(f"{where}: {refused}", CONTROL_WHY, fix)
     if not entry.read and not entry.write_mask:
         raise UsageError(
             f"{where}: MSR {entry.msr:#x} is {NO_READ} with write mask 0",
@@ -81,9 +115,18 @@ def validate(entries: Iterable[Entry], source: str = "<allowlist>") -> list[Entr
 
 
 def parse(text: str, source: str = "<allowlist>") -> list[Entry]:
-    """Entries sorted by MSR; any bad line raises UsageError naming `source:line`."""
+    """Entries sorted by MSR; a malformed line raises UsageError naming `source:line`, and the
+    lines msrdrv would refuse are named all at once."""
+    return parse_dropping(text, source, drop=False)[0]
+
+
+def parse_dropping(text: str, source: str = "<allowlist>", drop: bool = True) -> tuple[list[Entry], list[str]]:
+    """(the entries, one note per refused line dropped), as parse(); with drop False a refused
+    line is an error, all of them in one."""
     seen: dict[int, int] = {}
     entries: list[Entry] = []
+    refused: list[str] = []
+    first_refused: Entry | None = None
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -111,9 +154,21 @@ def parse(text: str, source: str = "<allowlist>") -> list[Entry]:
             )
         seen[msr] = lineno
         entry = Entry(msr, mask, len(fields) == 2)
+        why = refusal(entry)
+        if why is not None:
+            first_refused = first_refused or entry
+            kept = allowed_part(entry)
+            refused.append(f"{where}: {why}" + (" (kept read-only)" if drop and kept else ""))
+            if kept is None:
+                continue
+            entry = kept
         check_entry(entry, where)
         entries.append(entry)
-    return validate(entries, source)
+    if len(refused) == 1 and not drop:
+        check_entry(first_refused, refused[0].split(": ", 1)[0])  # one line: its own error
+    if refused and not drop:
+        raise UsageError(f"{source}: {len(refused)} lines msrdrv would refuse", "; ".join(refused), DROP_FIX)
+    return validate(entries, source), refused
 
 
 def merge(lists: Iterable[Iterable[Entry]]) -> list[Entry]:
@@ -175,18 +230,15 @@ def render_profiles(names: list[str], **params: Any) -> str:
 
 
 def _refused(entries: list[Entry]) -> MsrctlError:
-    """The kernel's EACCES for a list: name a protected entry, or admit version skew."""
+    """The kernel's EACCES for a list: name its refused entries, or admit version skew."""
     from . import protected
 
-    for e in entries:
-        refused = protected.explain(e.msr, _name(e.msr))
-        if refused:
-            return MsrctlError(
-                "msrdrv refused the allowlist",
-                f"{refused}; {PROTECTED_WHY}",
-                "remove it from the list (root reaches it without a list)",
-                USAGE,
-            )
+    named = [why for e in entries if (why := refusal(e))]
+    named += [
+        why for e in entries if e.msr == protected.PKRS and e.write_mask and (why := protected.explain_write(e.msr))
+    ]
+    if named:
+        return MsrctlError("msrdrv refused the allowlist", "; ".join(named), DROP_FIX, USAGE)
     return MsrctlError(
         "msrdrv refused the allowlist (EACCES)",
         "it protects an MSR in the list that this msrctl does not know is protected "

@@ -98,10 +98,17 @@ def load(
         None, metavar="[FILE|PROFILE|-]", help="An allowlist file, - for stdin, or a profile."
     ),
     profile: list[str] = typer.Option([], "--profile", "-P", metavar="NAME", help=_PROFILE_HELP),  # noqa: B008 (typer idiom)
+    drop_protected: bool = typer.Option(
+        False,
+        "--drop-protected",
+        help="Drop the lines msrdrv would refuse (kernel-address MSRs; write masks on kernel-control MSRs, "
+        "which stay readable), naming each, instead of refusing the list: for lists made for msr-safe.",
+    ),
 ) -> None:
     """Replace the allowlist with a file's and/or profiles' entries (merged); needs root.
 
-    When it returns, no op checked against the old list is still running.
+    When it returns, no op checked against the old list is still running.  Lines msrdrv
+    would refuse are all named at once (or dropped, with --drop-protected).
     """
     from ..admin import allowlist
 
@@ -109,7 +116,11 @@ def load(
     sources += [(allowlist.render_profile(p), f"profile {p}") for p in dict.fromkeys(_profile_names(profile))]
     if not sources:
         raise UsageError("nothing to load", "give a file, - for stdin, or --profile NAME", f"e.g. {LOAD_TELEMETRY}")
-    entries = allowlist.merge(allowlist.parse(text, name) for text, name in sources)
+    parsed = [allowlist.parse_dropping(text, name, drop_protected) for text, name in sources]
+    for _, dropped in parsed:
+        for note in dropped:
+            typer.echo(f"msrctl: allowlist: dropped {note}", err=True)
+    entries = allowlist.merge(e for e, _ in parsed)
     names = " + ".join(name for _, name in sources)
     if not entries:
         raise UsageError(
@@ -136,7 +147,14 @@ def render(
     names: Optional[list[str]] = typer.Argument(None, metavar="[PROFILE]...", help="Profile names."),  # noqa: B008 (typer idiom)
     profile: list[str] = typer.Option([], "--profile", "-P", metavar="NAME", help=_PROFILE_HELP),  # noqa: B008 (typer idiom)
     vendor: str = typer.Option("both", "--vendor", metavar="VENDOR", help="intel, amd or both."),
-    gp_counters: int = typer.Option(8, "--gp-counters", metavar="N", min=1, max=32, help="perfmon: general counters."),
+    gp_counters: int = typer.Option(
+        8,
+        "--gp-counters",
+        metavar="N",
+        min=1,
+        max=8,
+        help="perfmon: general counters (Intel numbers at most 8: past them 0xc1+N and 0x186+N are other registers).",
+    ),
     fixed_counters: int = typer.Option(
         3, "--fixed-counters", metavar="N", min=0, max=16, help="perfmon: fixed counters."
     ),
