@@ -54,9 +54,11 @@
  *        -EPERM  a write refused by kernel lockdown or allow_writes=N, or
  *                RDTSC or a READ of IA32_TIME_STAMP_COUNTER by a task
  *                that disabled the TSC (PR_SET_TSC)
- *        -EACCES (openers without CAP_SYS_RAWIO) no allowlist is loaded,
- *                the allowlist does not permit this access, or a masked
- *                write would change no permitted bit
+ *        -EACCES a masked write whose mask is 0 (it would only put back
+ *                what it read); and for openers without CAP_SYS_RAWIO: no
+ *                allowlist is loaded, the allowlist does not permit this
+ *                access, a masked write would change no permitted bit, or
+ *                a WRITE to a kernel-control MSR
  * A WRITE whose effective mask is all ones is a plain write: the register
  * is not read first, so write-only MSRs can be listed with mask ~0.
  */
@@ -106,6 +108,7 @@ struct msrdrv_batch {
 #define MSRDRV_FEAT_SNAPSHOT		_BITULL(4)	/* MSRDRV_BATCH_SNAPSHOT */
 #define MSRDRV_FEAT_PROTECTED		_BITULL(5)	/* kernel-address MSRs refused */
 #define MSRDRV_FEAT_SAMPLER		_BITULL(6)	/* MSRDRV_IOC_SAMPLER_START */
+#define MSRDRV_FEAT_KERNEL_CONTROL	_BITULL(7)	/* no member writes kernel control */
 
 /* msrdrv_info.access: what this open file may do. */
 #define MSRDRV_ACCESS_RAWIO		_BITUL(0)	/* opener had CAP_SYS_RAWIO */
@@ -139,14 +142,22 @@ struct msrdrv_info {
  * loaded such openers may read and write nothing.  MSRs that hold kernel
  * addresses or kernel control flow (SYSCALL/SYSENTER entry points, segment
  * bases, DS/PEBS/PT buffers, branch records, shadow stacks, ...) are never
- * theirs: a list naming one is refused.
+ * theirs: a list naming one is refused.  MSRs that steer the kernel (EFER,
+ * FMASK, the APIC, MTRRs and PAT, mitigation controls, the TSC and its
+ * kin, machine-check banks, ...: MSRDRV_FEAT_KERNEL_CONTROL) are never
+ * theirs to write: a list may make them readable, but an entry with a
+ * write_mask on one is refused.
  *
  * SET needs a file opened for writing (else EBADF) by a CAP_SYS_ADMIN
- * opener (else EPERM) and replaces the whole list at once; entries must be
- * sorted by msr without duplicates (else EINVAL), none protected (else
- * EACCES).  When SET returns, no op checked against the old list is still
- * running.  nentries == 0 removes the list.  GET takes the room in nentries
- * and returns the number in force there.
+ * opener (else EPERM) and replaces the whole list at once.  Errors (the
+ * old list stays): EFAULT (the header or entries unreadable), EPROTO
+ * (abi_version), E2BIG (nentries above MSRDRV_ALLOWLIST_MAX), ENOMEM,
+ * EINVAL (entries not sorted by msr without duplicates, or unknown flags),
+ * EACCES (a protected MSR, or a write mask on a kernel-control one).  When
+ * SET returns, no op checked against the old list is still running.
+ * nentries == 0 removes the list.  GET takes the room in nentries and
+ * returns the number in force there; errors EBADF (file not opened for
+ * reading), EFAULT, EPROTO, ENOMEM.
  */
 #define MSRDRV_ALLOW_READ	_BITUL(0)
 #define MSRDRV_ALLOW_ALL	MSRDRV_ALLOW_READ

@@ -646,7 +646,8 @@ static long msrdrv_ioctl_info(struct file *file,
 		.max_ops = msrdrv_max_ops(file),
 		.features = MSRDRV_FEAT_MASKED_WRITE | MSRDRV_FEAT_MULTI_CPU |
 			    MSRDRV_FEAT_LEGACY_CMDS | MSRDRV_FEAT_ALLOWLIST |
-			    MSRDRV_FEAT_SNAPSHOT | MSRDRV_FEAT_PROTECTED,
+			    MSRDRV_FEAT_SNAPSHOT | MSRDRV_FEAT_PROTECTED |
+			    MSRDRV_FEAT_KERNEL_CONTROL,
 		.nr_cpu_ids = nr_cpu_ids,
 		.section_ops = section_ops,
 	};

@@ -16,20 +16,20 @@ from msrctl.admin.allowlist import Entry
 
 APIC_BASE = 0x1B
 TSC = 0x10
-TSC_AUX = 0xC0000103
+PKRS = 0x6E1  # stored by QEMU, steers nothing here (no CR4.PKS): a list may grant its writes
 LSTAR = 0xC0000082
-LIST = [Entry(TSC, 0), Entry(TSC_AUX, 0xFF00, read=False)]  # TSC read-only; TSC_AUX write-only bits
+LIST = [Entry(TSC, 0), Entry(PKRS, 0xFF00, read=False)]  # TSC read-only; PKRS write-only bits
 
 
 @pytest.fixture
 def clean_policy(dev: Device) -> Iterator[Device]:
-    """No allowlist, TSC_AUX as found -- before and after."""
-    saved = read_on(dev, TSC_AUX)
+    """No allowlist, PKRS as found -- before and after."""
+    saved = read_on(dev, PKRS)
     allowlist.clear(dev.fd)
     yield dev
     allowlist.clear(dev.fd)
     b = Batch(1)
-    b.write(TSC_AUX, saved, 0)
+    b.write(PKRS, saved, 0)
     dev.submit(b)
     b.check()
 
@@ -109,27 +109,27 @@ def test_loading_needs_cap_sys_admin(clean_policy: Device) -> None:
 # --- the permission matrix ----------------------------------------------------
 
 # (list state, user, op, msr) -> expected err; writes use value 0xABCD.
-# "list" is LIST: TSC readable, TSC_AUX writable in 0xff00 but not readable.
+# "list" is LIST: TSC readable, PKRS writable in 0xff00 but not readable.
 MATRIX: list[tuple[str, str, str, int, str]] = [
     ("none", "root", "read", APIC_BASE, "OK"),
-    ("none", "root", "write", TSC_AUX, "OK"),
+    ("none", "root", "write", PKRS, "OK"),
     ("none", "msruser", "read", APIC_BASE, "EACCES"),
     ("none", "msruser", "read", TSC, "EACCES"),
-    ("none", "msruser", "write", TSC_AUX, "EACCES"),
+    ("none", "msruser", "write", PKRS, "EACCES"),
     ("none", "otheruser", "read", APIC_BASE, "open EACCES"),
-    ("none", "otheruser", "write", TSC_AUX, "open EACCES"),
+    ("none", "otheruser", "write", PKRS, "open EACCES"),
     ("list", "root", "read", APIC_BASE, "OK"),
-    ("list", "root", "write", TSC_AUX, "OK"),
+    ("list", "root", "write", PKRS, "OK"),
     ("list", "root", "read", LSTAR, "OK"),
     ("list", "msruser", "read", TSC, "OK"),
     ("list", "msruser", "read", APIC_BASE, "EACCES"),
-    ("list", "msruser", "read", TSC_AUX, "EACCES"),
+    ("list", "msruser", "read", PKRS, "EACCES"),
     ("list", "msruser", "read", LSTAR, "EACCES"),
-    ("list", "msruser", "write", TSC_AUX, "OK"),
+    ("list", "msruser", "write", PKRS, "OK"),
     ("list", "msruser", "write", TSC, "EACCES"),
     ("list", "msruser", "write", APIC_BASE, "EACCES"),
     ("list", "otheruser", "read", TSC, "open EACCES"),
-    ("list", "otheruser", "write", TSC_AUX, "open EACCES"),
+    ("list", "otheruser", "write", PKRS, "open EACCES"),
 ]
 
 
@@ -140,15 +140,15 @@ def test_permission_matrix(clean_policy: Device) -> None:
         allowlist.clear(dev.fd)
         if state == "list":
             allowlist.load(dev.fd, LIST)
-        before = read_on(dev, TSC_AUX)
+        before = read_on(dev, PKRS)
         out = batch_as(user, [(op, msr, 0xABCD, 0)])
         got = f"open {out['open']}" if "open" in out else out["errs"][0]
-        after = read_on(dev, TSC_AUX)
+        after = read_on(dev, PKRS)
         rows.append(f"{state:7} {user:10} {op:5} {msr:#012x}  {got}")
         assert got == want, rows[-1]
         if got == "EACCES" and op == "read":
             assert out["values"][0] == 0  # nothing came back
-        if op == "write" and msr == TSC_AUX:
+        if op == "write" and msr == PKRS:
             if got != "OK":
                 assert after == before  # refused means untouched
             elif user == "root":
@@ -164,19 +164,19 @@ def test_permission_matrix(clean_policy: Device) -> None:
 def test_group_member_masked_write_respects_both_masks(clean_policy: Device) -> None:
     dev = clean_policy
     b = Batch(1)
-    b.write(TSC_AUX, 0x1111, 0)
+    b.write(PKRS, 0x1111, 0)
     dev.submit(b)
-    allowlist.load(dev.fd, [Entry(TSC, 0), Entry(TSC_AUX, 0xFF00)])  # readable: the result comes back
+    allowlist.load(dev.fd, [Entry(TSC, 0), Entry(PKRS, 0xFF00)])  # readable: the result comes back
     code = (
         "from msrctl.device.msrdrv import Batch, Device\n"
-        "d = Device(); b = Batch(1); b.write(0xc0000103, 0x2222, 0, mask=0x0f0f); d.submit(b)\n"
+        "d = Device(); b = Batch(1); b.write(0x6e1, 0x2222, 0, mask=0x0f0f); d.submit(b)\n"
         "print(b.err(0), hex(b.value(0)))\n"
     )
     r = as_member(sys.executable, "-c", code)
     assert r.returncode == 0, r.stderr
     # the op's own mask (0x0f0f) and the entry's (0xff00) meet in 0x0f00
     assert r.stdout.split() == ["0", "0x1211"]
-    assert read_on(dev, TSC_AUX) == 0x1211
+    assert read_on(dev, PKRS) == 0x1211
 
 
 FLIPS = 10  # list changes a member's batches must see in the swap test

@@ -42,9 +42,10 @@ TSC = 0x10
 APIC_BASE = 0x1B
 PRED_CMD = 0x49  # write-only: reading it faults on real hardware
 LSTAR = 0xC0000082
-TSC_AUX = 0xC0000103
-# Long write loops use IA32_PKRS: inert while CR4.PKS is off (Linux never
-# sets it), unlike TSC_AUX, which the kernel reads back as its CPU number.
+FMASK = 0xC0000084  # kernel control: a member setting it makes syscalls enter with AC or TF set
+TSC_AUX = 0xC0000103  # kernel control: the kernel reads it back as its CPU number
+# Member writes use IA32_PKRS: the one register QEMU's TCG stores that steers
+# nothing here (the kernel never sets CR4.PKS, so msrdrv lets a list grant it).
 PKRS = 0x6E1
 
 
@@ -98,13 +99,13 @@ def member_ops(ops: list[tuple[str, int, int, int, int | None]]) -> list[tuple[s
 
 
 def test_member_gets_nothing_until_a_list_is_loaded(policy: Device) -> None:
-    before = read_on(policy, TSC_AUX, 0)
-    with MsrTrace([APIC_BASE, TSC, TSC_AUX]) as tr:
-        out = batch_as("msruser", [("read", APIC_BASE, 0, 0), ("read", TSC, 0, 1), ("write", TSC_AUX, 0x42, 0)])
+    before = read_on(policy, PKRS, 0)
+    with MsrTrace([APIC_BASE, TSC, PKRS]) as tr:
+        out = batch_as("msruser", [("read", APIC_BASE, 0, 0), ("read", TSC, 0, 1), ("write", PKRS, 0x42, 0)])
         assert tr.events() == []  # the module touched none of them
     assert out["errs"] == ["EACCES", "EACCES", "EACCES"]
     assert out["values"] == [0, 0, 0x42]  # nothing came back
-    assert read_on(policy, TSC_AUX, 0) == before
+    assert read_on(policy, PKRS, 0) == before
 
 
 def test_lstar_leaks_kaslr_to_root_only(policy: Device) -> None:
@@ -133,17 +134,97 @@ def test_a_list_naming_a_protected_msr_is_refused(policy: Device, first: int, la
     assert allowlist.current(policy.fd) == [Entry(TSC, 0)]  # a refused list changes nothing
 
 
+# --- 1b. kernel control: readable through a list, never writable by a member -------------
+
+CONTROL = [(r.first, r.last, r.description) for r in protected.CONTROL if r.first != PKRS]
+
+
+def _listable(msr: int) -> bool:
+    return not protected.protected_range(msr) and not protected.control_range(msr)
+
+
+@pytest.mark.parametrize(("first", "last", "what"), CONTROL, ids=[f"{r[0]:#x}" for r in CONTROL])
+def test_a_write_mask_on_a_kernel_control_msr_is_refused(policy: Device, first: int, last: int, what: str) -> None:
+    allowlist.load(policy.fd, [Entry(TSC, 0)])
+    for msr in sorted({first, (first + last) // 2, last}):
+        if protected.protected_range(msr):
+            continue  # a bank's address register: refused outright (above)
+        assert set_list(policy.fd, [(msr, 1, 1)]) == -errno.EACCES, hex(msr)  # one writable bit is enough
+        assert set_list(policy.fd, [(msr, 0, ~0 & (2**64 - 1))]) == -errno.EACCES, hex(msr)  # write-only, too
+        assert set_list(policy.fd, [(msr, 1, 0)]) == 0, hex(msr)  # read-only: allowed
+    for msr in (first - 1, last + 1):  # the neighbours outside are ordinary MSRs
+        if _listable(msr):
+            assert set_list(policy.fd, [(msr, 1, 0xFF)]) == 0, hex(msr)
+    allowlist.load(policy.fd, [Entry(TSC, 0)])
+    assert allowlist.current(policy.fd) == [Entry(TSC, 0)]  # a refused list changes nothing
+
+
+def test_member_reads_fmask_through_a_list_but_never_writes_it(policy: Device) -> None:
+    """FMASK: the RFLAGS bits the kernel clears on syscall entry.  A member clearing AC or TF
+    from it would make every syscall enter the kernel with them set."""
+    fmask = read_on(policy, FMASK, 0)
+    assert fmask & (1 << 18 | 1 << 8) == 1 << 18 | 1 << 8  # AC and TF: cleared on entry
+    allowlist.load(policy.fd, [Entry(TSC, 0), Entry(FMASK, 0)])  # read-only: loads
+    with MsrTrace([FMASK]) as tr:
+        out = member_ops([("read", FMASK, 0, 0, None), ("write", FMASK, 0, 0, None), ("write", FMASK, 0, 1, 1 << 18)])
+        writes = [e for e in tr.events() if e[0] == "write_msr"]
+    assert [e for e, _ in out] == ["OK", "EACCES", "EACCES"] and out[0][1] == fmask
+    assert writes == []  # refused before any wrmsr
+    assert read_on(policy, FMASK, 0) == fmask and read_on(policy, FMASK, 1) == fmask
+
+
+def test_msrctl_names_every_refused_line_and_can_drop_them(policy: Device, tmp_path: Path) -> None:
+    """An msr-safe list (mask 0 everywhere but counters) with protected and kernel-control
+    lines scattered through it: every one named at once, or dropped by --drop-protected."""
+    src = tmp_path / "al_msrsafe.txt"
+    src.write_text(
+        "# MSR # Write Mask # Comment\n"
+        "0x00000010 0x0000000000000000 # IA32_TIME_STAMP_COUNTER\n"
+        "0x00000174 0x0000000000000000 # IA32_SYSENTER_CS\n"
+        "0x000000E7 0x0000000000000000 # IA32_MPERF\n"
+        "0x000001A0 0x0000004000000000 # IA32_MISC_ENABLE: turbo disable\n"
+        "0x00000402 0x0000000000000000 # IA32_MC0_ADDR\n"
+        "0x00000186 0x00000000FFCDFFFF # IA32_PERFEVTSEL0\n"
+        "0xC0000084 0x0000000000040100 # SYSCALL_MASK: AC, TF\n"
+    )
+    load = [sys.executable, "-m", "msrctl", "allowlist", "load", str(src)]
+    r = subprocess.run(load, capture_output=True, text=True, check=False)
+    assert r.returncode == 64 and r.stderr.count("\n") == 1, r.stderr
+    for line, msr in ((3, "0x174"), (5, "0x1a0"), (6, "0x402"), (8, "0xc0000084")):
+        assert f"{src}:{line}: MSR {msr} " in r.stderr, (line, r.stderr)
+    assert "4 lines msrdrv would refuse" in r.stderr and "--drop-protected" in r.stderr
+    assert allowlist.current(policy.fd) == []
+    r = subprocess.run([*load, "--drop-protected"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    dropped = r.stderr.splitlines()
+    assert len(dropped) == 4 and all(d.startswith(f"msrctl: allowlist: dropped {src}:") for d in dropped)
+    assert sum(d.endswith("(kept read-only)") for d in dropped) == 2  # MISC_ENABLE and FMASK
+    assert allowlist.current(policy.fd) == [
+        Entry(TSC, 0), Entry(0xE7, 0), Entry(0x186, 0xFFCDFFFF), Entry(0x1A0, 0), Entry(FMASK, 0),
+    ]  # fmt: skip
+
+
+def test_a_masked_write_of_no_bit_is_refused_even_for_root(policy: Device) -> None:
+    """A write whose mask resolves to 0 would only put back what it read (write-1-to-clear
+    bits included): it fails closed, with no rdmsr or wrmsr."""
+    with MsrTrace([PKRS]) as tr:
+        b = Batch(1)
+        b.write(PKRS, 0x1234, 0, mask=0)
+        assert policy.submit(b) == 1 and b.err(0) == errno.EACCES
+        assert tr.events() == []
+
+
 # --- 2. the open mode counts ------------------------------------------------------
 
 
 def test_read_only_fd_cannot_write_or_set(policy: Device) -> None:
     fd = os.open(NODE, os.O_RDONLY)
     try:
-        before = read_on(policy, TSC_AUX, 0)
-        with MsrTrace([TSC_AUX]) as tr:
+        before = read_on(policy, PKRS, 0)
+        with MsrTrace([PKRS]) as tr:
             ops = ffi.new("struct msrdrv_op[]", 2)
-            ops[0].op, ops[0].cpu, ops[0].msr, ops[0].value = abi.OP_WRITE, 0, TSC_AUX, before ^ 0x55
-            ops[1].op, ops[1].cpu, ops[1].msr = abi.OP_READ, 0, TSC_AUX
+            ops[0].op, ops[0].cpu, ops[0].msr, ops[0].value = abi.OP_WRITE, 0, PKRS, before ^ 0x55
+            ops[1].op, ops[1].cpu, ops[1].msr = abi.OP_READ, 0, PKRS
             rc, hdr = raw_batch(fd, ops, 2)
             assert rc == 0 and hdr.nerrs == 1
             assert -ops[0].err == errno.EBADF and ops[1].err == 0 and ops[1].value == before
@@ -171,21 +252,21 @@ def test_write_only_fd_cannot_batch(policy: Device) -> None:
 
 
 def test_node_mode_0640_makes_the_group_read_only(policy: Device) -> None:
-    allowlist.load(policy.fd, [Entry(TSC, 0), Entry(TSC_AUX, 0xFF00)])
+    allowlist.load(policy.fd, [Entry(TSC, 0), Entry(PKRS, 0xFF00)])
     NODE.chmod(0o640)
     code = (
         "import errno, os, json\n"
         "from msrctl.device.msrdrv import Batch, Device\n"
         "try:\n    os.open('/dev/msrdrv', os.O_RDWR)\nexcept OSError as e:\n    rdwr = errno.errorcode[e.errno]\n"
         "d = Device()\n"
-        "b = Batch(2); b.read(0x10, 0); b.write(0xc0000103, 0x4200, 0, 0xff00); d.submit(b)\n"
+        "b = Batch(2); b.read(0x10, 0); b.write(0x6e1, 0x4200, 0, 0xff00); d.submit(b)\n"
         "name = lambda e: errno.errorcode.get(e, 'OK')\n"
         "print(json.dumps([rdwr, d.writable, name(b.err(0)), name(b.err(1))]))\n"
     )
-    before = read_on(policy, TSC_AUX, 0)
+    before = read_on(policy, PKRS, 0)
     out = member_py(code)
     assert json.loads(out) == ["EACCES", False, "OK", "EBADF"]
-    assert read_on(policy, TSC_AUX, 0) == before
+    assert read_on(policy, PKRS, 0) == before
 
 
 # --- 3. nothing leaks through writes; write-only MSRs work -------------------------
@@ -194,41 +275,41 @@ def test_node_mode_0640_makes_the_group_read_only(policy: Device) -> None:
 def test_masked_write_without_read_returns_nothing(policy: Device) -> None:
     secret = 0x5EC2E7
     b = Batch(1)
-    b.write(TSC_AUX, secret, 0)
+    b.write(PKRS, secret, 0)
     policy.submit(b)
     b.check()
-    allowlist.load(policy.fd, [Entry(TSC_AUX, 0xFF00, read=False)])
+    allowlist.load(policy.fd, [Entry(PKRS, 0xFF00, read=False)])
     out = member_ops(
         [
-            ("write", TSC_AUX, 0, 0, 0),  # mask 0: would only read the register back
-            ("write", TSC_AUX, 0x0F, 0, 0x00FF),  # only bits the entry does not allow
-            ("write", TSC_AUX, 0xAB00, 0, 0xFF00),
-            ("write", TSC_AUX, 0xCD00, 0, None),  # unmasked: becomes a masked write
-            ("read", TSC_AUX, 0, 0, None),
+            ("write", PKRS, 0, 0, 0),  # mask 0: would only read the register back
+            ("write", PKRS, 0x0F, 0, 0x00FF),  # only bits the entry does not allow
+            ("write", PKRS, 0xAB00, 0, 0xFF00),
+            ("write", PKRS, 0xCD00, 0, None),  # unmasked: becomes a masked write
+            ("read", PKRS, 0, 0, None),
         ]
     )
     assert out == [("EACCES", 0), ("EACCES", 0x0F), ("OK", 0xAB00), ("OK", 0xCD00), ("EACCES", 0)]
-    assert read_on(policy, TSC_AUX, 0) == (secret & ~0xFF00) | 0xCD00
+    assert read_on(policy, PKRS, 0) == (secret & ~0xFF00) | 0xCD00
 
 
 def test_masked_write_with_read_returns_the_register(policy: Device) -> None:
     b = Batch(1)
-    b.write(TSC_AUX, 0x1234, 0)
+    b.write(PKRS, 0x1234, 0)
     policy.submit(b)
-    allowlist.load(policy.fd, [Entry(TSC_AUX, 0xFF00, read=True)])
-    assert member_ops([("write", TSC_AUX, 0xAB00, 0, 0xFFFF)]) == [("OK", 0xAB34)]
+    allowlist.load(policy.fd, [Entry(PKRS, 0xFF00, read=True)])
+    assert member_ops([("write", PKRS, 0xAB00, 0, 0xFFFF)]) == [("OK", 0xAB34)]
 
 
 def test_write_only_entry_writes_without_reading(policy: Device) -> None:
-    allowlist.load(policy.fd, [Entry(PRED_CMD, 0xFFFF_FFFF_FFFF_FFFF, read=False), Entry(TSC_AUX, 0xFF00)])
-    with MsrTrace([PRED_CMD, TSC_AUX]) as tr:
-        out = member_ops([("write", PRED_CMD, 1, 0, None), ("write", TSC_AUX, 0x4200, 0, None)])
+    allowlist.load(policy.fd, [Entry(PRED_CMD, 0xFFFF_FFFF_FFFF_FFFF, read=False), Entry(PKRS, 0xFF00)])
+    with MsrTrace([PRED_CMD, PKRS]) as tr:
+        out = member_ops([("write", PRED_CMD, 1, 0, None), ("write", PKRS, 0x4200, 0, None)])
         events = tr.events()
     assert out == [("OK", 1), ("OK", 0x4200)]
     assert ("write_msr", PRED_CMD, 1) in events
     assert [e for e in events if e[:2] == ("read_msr", PRED_CMD)] == []  # no forced read
-    # the partial mask on TSC_AUX needed its read: the trace does see reads
-    assert [e[0] for e in events if e[1] == TSC_AUX] == ["read_msr", "write_msr"]
+    # the partial mask on PKRS needed its read: the trace does see reads
+    assert [e[0] for e in events if e[1] == PKRS] == ["read_msr", "write_msr"]
 
 
 # --- 4. revocation is synchronous ----------------------------------------------------
@@ -299,8 +380,8 @@ def test_no_op_checked_against_a_revoked_list_runs_after_set_returns(policy: Dev
 
 def write_ops(base: int, value: int) -> Any:
     ops = ffi.cast("struct msrdrv_op *", base)
-    ops[0].op, ops[0].cpu, ops[0].msr, ops[0].value, ops[0].flags = abi.OP_WRITE, 0, TSC_AUX, value, 0
-    ops[1].op, ops[1].cpu, ops[1].msr, ops[1].flags = abi.OP_READ, 0, TSC_AUX, 0
+    ops[0].op, ops[0].cpu, ops[0].msr, ops[0].value, ops[0].flags = abi.OP_WRITE, 0, PKRS, value, 0
+    ops[1].op, ops[1].cpu, ops[1].msr, ops[1].flags = abi.OP_READ, 0, PKRS, 0
     return ops
 
 
@@ -315,11 +396,11 @@ def test_unwritable_memory_is_efault_before_anything_runs(policy: Device, case: 
         hdr = ffi.cast("struct msrdrv_batch *", hdr_addr)
         hdr.abi_version, hdr.nops, hdr.ops = abi.ABI_VERSION, 2, ops_addr
         pages.read_only(0 if case.startswith("header") else (1 if case.startswith("ops") else 2))
-        before = read_on(policy, TSC_AUX, 0)
-        with MsrTrace([TSC_AUX]) as tr:
+        before = read_on(policy, PKRS, 0)
+        with MsrTrace([PKRS]) as tr:
             assert abi.ioctl(policy.fd, abi.IOC_BATCH, hdr) == -errno.EFAULT
             assert [e for e in tr.events() if e[0] == "write_msr"] == []
-        assert read_on(policy, TSC_AUX, 0) == before
+        assert read_on(policy, PKRS, 0) == before
     finally:
         pages.close()
 
@@ -348,11 +429,11 @@ def test_legacy_cmds_in_read_only_memory_is_efault_before_anything_runs(policy: 
     pages = Pages(1)
     try:
         cmds = ffi.cast("struct msrdrv_legacy_cmd *", pages.page(0))
-        cmds[0].op, cmds[0].ecx, cmds[0].value = abi.OP_WRITE, TSC_AUX, 0x66
+        cmds[0].op, cmds[0].ecx, cmds[0].value = abi.OP_WRITE, PKRS, 0x66
         cmds[1].op = abi.OP_STOP
         pages.read_only(0)
         os.sched_setaffinity(0, {0})
-        with MsrTrace([TSC_AUX]) as tr:
+        with MsrTrace([PKRS]) as tr:
             assert abi.ioctl(policy.fd, abi.IOCTL_MSR_CMDS, cmds) == -errno.EFAULT
             assert [e for e in tr.events() if e[0] == "write_msr"] == []
     finally:
@@ -464,10 +545,10 @@ def test_long_batch_lets_the_target_cpu_run_between_sections(policy: Device) -> 
 
 def test_resubmitted_batch_keeps_its_inputs(policy: Device) -> None:
     """The kernel writes back only value and err: a Batch built once runs the same again."""
-    allowlist.load(policy.fd, [Entry(APIC_BASE, 0), Entry(TSC_AUX, 0xFF00)])
+    allowlist.load(policy.fd, [Entry(APIC_BASE, 0), Entry(PKRS, 0xFF00)])
     code = (
         "import json, os\nfrom msrctl.device.msrdrv import Batch, Device, CPU_SELF\n"
-        "d = Device(); b = Batch(2); b.read(0x1b, CPU_SELF); b.write(0xc0000103, 0x4200, CPU_SELF, mask=0xffff)\n"
+        "d = Device(); b = Batch(2); b.read(0x1b, CPU_SELF); b.write(0x6e1, 0x4200, CPU_SELF, mask=0xffff)\n"
         "out = []\n"
         "for cpu in (0, 1):\n"
         "    os.sched_setaffinity(0, {cpu}); d.submit(b)\n"
@@ -624,12 +705,12 @@ def sample_as_member(cases: list[tuple[list[Any], dict[str, int]]]) -> list[str]
 
 def test_member_cannot_sample_what_the_list_does_not_grant(policy: Device) -> None:
     cases: list[tuple[list[Any], dict[str, int]]] = [([TSC], {}), (["rdtsc"], {})]
-    with MsrTrace([TSC, APIC_BASE, TSC_AUX, LSTAR]) as tr:
+    with MsrTrace([TSC, APIC_BASE, PKRS, LSTAR]) as tr:
         assert sample_as_member(cases) == ["EACCES", "OK"]  # no list: the TSC itself only
-        allowlist.load(policy.fd, [Entry(TSC, 0), Entry(TSC_AUX, 0xFF00, read=False)])
+        allowlist.load(policy.fd, [Entry(TSC, 0), Entry(PKRS, 0xFF00, read=False)])
         assert sample_as_member([
             ([TSC, APIC_BASE], {}),  # one op not listed
-            ([TSC_AUX], {}),  # listed write-only: never read
+            ([PKRS], {}),  # listed write-only: never read
             ([LSTAR], {}),  # protected: never listed
             ([TSC, "rdtsc"], {}),
         ]) == ["EACCES", "EACCES", "EACCES", "OK"]  # fmt: skip

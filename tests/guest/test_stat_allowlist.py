@@ -61,13 +61,13 @@ def test_allowlist_cli_load_show_enforce_clear(no_list: Device, tmp_path: Path) 
 
 
 def test_loaded_list_from_stdin_masks_writes(no_list: Device) -> None:
-    r = msrctl("allowlist", "load", "-", stdin="IA32_TSC_AUX 0xff00  # high byte only\n")
+    r = msrctl("allowlist", "load", "-", stdin="IA32_PKRS 0xff00  # high byte only\n")
     assert r.returncode == 0, r.stderr
-    out = batch_as("msruser", [("read", 0xC0000103, 0, 0)])
+    out = batch_as("msruser", [("read", 0x6E1, 0, 0)])
     old = out["values"][0]
-    out = batch_as("msruser", [("write", 0xC0000103, 0xABCD, 0), ("read", 0xC0000103, 0, 0)])
+    out = batch_as("msruser", [("write", 0x6E1, 0xABCD, 0), ("read", 0x6E1, 0, 0)])
     assert out["errs"] == ["OK", "OK"] and out["values"][1] == (old & ~0xFF00) | 0xAB00
-    batch_as("root", [("write", 0xC0000103, old, 0)])
+    batch_as("root", [("write", 0x6E1, old, 0)])
 
 
 # --- performance counting ------------------------------------------------------
