@@ -126,7 +126,7 @@ static const struct msrdrv_msr_range msrdrv_kernel_control[] = {
 	{ 0x00000033, 0x00000033 },	/* MSR_TEST_CTRL (split-lock detect) */
 	{ 0x0000003a, 0x0000003a },	/* IA32_FEATURE_CONTROL */
 	{ 0x0000003b, 0x0000003b },	/* IA32_TSC_ADJUST */
-	{ 0x00000048, 0x00000049 },	/* IA32_SPEC_CTRL, IA32_PRED_CMD */
+	{ 0x00000048, 0x00000048 },	/* IA32_SPEC_CTRL */
 	{ 0x0000004e, 0x0000004e },	/* MSR_PPIN_CTL */
 	{ 0x00000079, 0x00000079 },	/* IA32_BIOS_UPDT_TRIG */
 	{ 0x0000008c, 0x0000008f },	/* IA32_SGXLEPUBKEYHASH0-3 */
@@ -135,7 +135,6 @@ static const struct msrdrv_msr_range msrdrv_kernel_control[] = {
 	{ 0x000000e1, 0x000000e1 },	/* IA32_UMWAIT_CONTROL */
 	{ 0x000000e7, 0x000000e8 },	/* IA32_MPERF, IA32_APERF */
 	{ 0x00000105, 0x00000105 },	/* MSR_ARRAY_BIST (In-Field Scan) */
-	{ 0x0000010b, 0x0000010b },	/* IA32_FLUSH_CMD */
 	{ 0x0000010f, 0x0000010f },	/* MSR_TSX_FORCE_ABORT */
 	{ 0x00000122, 0x00000123 },	/* IA32_TSX_CTRL, IA32_MCU_OPT_CTRL */
 	{ 0x0000013c, 0x0000013c },	/* MSR_FEATURE_CONFIG (AES-NI lock) */

@@ -40,7 +40,7 @@ from msrctl.admin.allowlist import Entry
 
 TSC = 0x10
 APIC_BASE = 0x1B
-PRED_CMD = 0x49  # write-only: reading it faults on real hardware
+PRED_CMD = 0x49  # write-only (reading it faults on real hardware); a barrier command, listable
 LSTAR = 0xC0000082
 FMASK = 0xC0000084  # kernel control: a member setting it makes syscalls enter with AC or TF set
 TSC_AUX = 0xC0000103  # kernel control: the kernel reads it back as its CPU number
@@ -125,7 +125,7 @@ RANGES = [(r.first, r.last, r.description) for r in protected.RANGES]
 def test_a_list_naming_a_protected_msr_is_refused(policy: Device, first: int, last: int, what: str) -> None:
     allowlist.load(policy.fd, [Entry(TSC, 0)])
     for msr in sorted({first, (first + last) // 2, last}):
-        assert set_list(policy.fd, [(TSC, 1, 0), (msr, 1, 0)]) == -errno.EACCES, hex(msr)
+        assert set_list(policy.fd, sorted([(TSC, 1, 0), (msr, 1, 0)])) == -errno.EACCES, hex(msr)
     # neighbours just outside the range are ordinary MSRs
     for msr in (first - 1, last + 1):
         if not protected.is_protected(msr):
