@@ -35,8 +35,33 @@
 #include "msrdrv_policy.h"
 
 static bool allow_writes = true;
-module_param(allow_writes, bool, 0644);
-MODULE_PARM_DESC(allow_writes, "Allow MSR writes at all (default Y)");
+static struct srcu_struct msrdrv_srcu;
+
+/*
+ * Batches read allow_writes inside their SRCU or RCU-sched section (see
+ * begin()), so setting it waits for both kinds of section, as SET does: when
+ * a write of N returns, no write checked while it was Y can still run.
+ */
+static int msrdrv_allow_writes_set(const char *val,
+				   const struct kernel_param *kp)
+{
+	int err = param_set_bool(val, kp);
+
+	if (!err) {
+		synchronize_srcu(&msrdrv_srcu);
+		synchronize_rcu();
+	}
+	return err;
+}
+
+static const struct kernel_param_ops msrdrv_allow_writes_ops = {
+	.set = msrdrv_allow_writes_set,
+	.get = param_get_bool,
+};
+
+module_param_cb(allow_writes, &msrdrv_allow_writes_ops, &allow_writes, 0644);
+MODULE_PARM_DESC(allow_writes,
+		 "Allow MSR writes at all (default Y); setting N waits for running batches");
 
 struct msrdrv_allowlist_k {
 	u32 n;
@@ -52,7 +77,6 @@ struct msrdrv_allowlist_k {
  */
 static struct msrdrv_allowlist_k __rcu *allowlist;
 static DEFINE_MUTEX(allowlist_lock);
-static struct srcu_struct msrdrv_srcu;
 /* Samplers, rechecked under allowlist_lock by every SET. */
 static LIST_HEAD(msrdrv_watches);
 
@@ -279,9 +303,14 @@ static int msrdrv_policy_write_gate(const struct file *file)
 {
 	if (!(file->f_mode & FMODE_WRITE))
 		return -EBADF;
-	if (!READ_ONCE(allow_writes))
-		return -EPERM;
 	return security_locked_down(LOCKDOWN_MSR);
+}
+
+/* Inside the read-side section: allow_writes=N waits for it (above). */
+static void msrdrv_policy_writes_now(struct msrdrv_policy *pol)
+{
+	if (pol->has_writes && !pol->write_err && !READ_ONCE(allow_writes))
+		pol->write_err = -EPERM;
 }
 
 void msrdrv_policy_gate(struct msrdrv_policy *pol, const struct file *file,
@@ -290,6 +319,7 @@ void msrdrv_policy_gate(struct msrdrv_policy *pol, const struct file *file,
 	const struct msrdrv_file *mf = file->private_data;
 
 	pol->rawio = mf->rawio;
+	pol->has_writes = has_writes;
 	/* Lockdown is asked only for a batch that writes: it logs. */
 	pol->write_err = has_writes ? msrdrv_policy_write_gate(file) : 0;
 	pol->list = NULL;
@@ -299,6 +329,7 @@ void msrdrv_policy_begin(struct msrdrv_policy *pol)
 {
 	pol->srcu_idx = srcu_read_lock(&msrdrv_srcu);
 	pol->list = srcu_dereference(allowlist, &msrdrv_srcu);
+	msrdrv_policy_writes_now(pol);
 }
 
 void msrdrv_policy_end(struct msrdrv_policy *pol)
@@ -311,6 +342,7 @@ void msrdrv_policy_end(struct msrdrv_policy *pol)
 void msrdrv_policy_begin_atomic(struct msrdrv_policy *pol)
 {
 	pol->list = rcu_dereference_sched(allowlist);
+	msrdrv_policy_writes_now(pol);
 }
 
 void msrdrv_policy_end_atomic(struct msrdrv_policy *pol)

@@ -29,6 +29,7 @@ struct msrdrv_policy {
 	const struct msrdrv_allowlist_k *list;
 	int srcu_idx;
 	bool rawio;
+	bool has_writes;
 	int write_err;	/* 0, or why every write of this batch is refused */
 };
 

@@ -464,6 +464,68 @@ def test_ops_after_stop_must_be_readable_and_are_left_alone(policy: Device) -> N
         pages.close()
 
 
+WRITER = """
+import os
+from msrctl.device.msrdrv import Batch, Device
+os.sched_setaffinity(0, {1})
+dev = Device()
+b = Batch(1024)
+for i in range(1024):
+    b.write(0x6E1, i, i % 2)
+print("go", flush=True)
+while True:
+    dev.submit(b)
+    if b.err(1023):
+        print(b.err(1023), flush=True)
+        break
+"""
+ALLOW_WRITES = Path("/sys/module/msrdrv/parameters/allow_writes")
+
+
+def _realtime(on: bool) -> None:
+    """This process on CPU 1 at real-time priority (on), or back as it was."""
+    if on:
+        os.sched_setaffinity(0, {1})
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+    else:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+
+
+def test_allow_writes_n_waits_for_a_running_write_batch(policy: Device) -> None:
+    """When writing N to allow_writes returns, a member's long multi-CPU write batch checked
+    before it has finished: the kernel traces no wrmsr after that moment.
+
+    The switch is made from the writer's CPU at real-time priority (taken only once the
+    writer runs, so it does not inherit it): waking from its sleep, the test takes the CPU
+    from the writer's ioctl between two of its rounds, mid-batch."""
+    allowlist.load(policy.fd, [Entry(PKRS, 0xFFFF)])
+    try:
+        for attempt in range(3):
+            p = subprocess.Popen([*MEMBER, sys.executable, "-c", WRITER], stdout=subprocess.PIPE, text=True)
+            try:
+                assert p.stdout is not None and p.stdout.readline() == "go\n"
+                with MsrTrace([PKRS]) as tr:
+                    _realtime(True)
+                    time.sleep(0.2)  # batches back to back now
+                    ALLOW_WRITES.write_text("N\n")
+                    tr.mark("switched")
+                    _realtime(False)
+                    assert p.wait(timeout=60) == 0
+                    events = tr.events()
+                assert int(p.stdout.read()) == errno.EPERM  # the next batch is refused
+                i = events.index(("MARK:switched", 0, 0))
+                assert any(e[0] == "write_msr" for e in events[:i]), attempt  # it was writing
+                assert [e for e in events[i:] if e[0] == "write_msr"] == [], attempt  # and stopped before
+            finally:
+                _realtime(False)
+                p.kill()
+                p.wait()
+                ALLOW_WRITES.write_text("Y\n")
+    finally:
+        ALLOW_WRITES.write_text("Y\n")
+
+
 # --- 6. bounded interrupts-off sections ---------------------------------------------
 
 
