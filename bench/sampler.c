@@ -57,7 +57,7 @@ static const __u32 msrs[NMSRS] = { 0xe7, 0xe8, 0x1b };
 struct series {
 	__u64 *tsc;
 	size_t n, cap;
-	__u64 samples, dropped, missed;
+	__u64 samples, dropped, missed, throttled;
 };
 
 struct spin_shared {
@@ -198,6 +198,7 @@ static size_t drain(int fd, const char *map, __u64 *tails)
 		tails[i] = head;
 		ser[r->cpu].dropped = r->dropped;
 		ser[r->cpu].missed = r->missed;
+		ser[r->cpu].throttled = r->throttled;
 		(void)sum;
 	}
 	if (got && ioctl(fd, MSRDRV_IOC_SAMPLER_CONSUME, &c))
@@ -385,6 +386,7 @@ static void report(const char *mode, __u64 period_ns, double seconds,
 		printf("\"samples\": %llu, ", (unsigned long long)ser[c].samples);
 		printf("\"dropped\": %llu, ", (unsigned long long)ser[c].dropped);
 		printf("\"missed\": %llu, ", (unsigned long long)ser[c].missed);
+		printf("\"throttled\": %llu, ", (unsigned long long)ser[c].throttled);
 		printf("\"stolen_ns\": %lld, ", sh ? sh->stolen_ns[c] : -1);
 		printf("\"host_ns\": %lld, ", sh ? sh->host_ns[c] : -1);
 		printf("\"spun_ns\": %lld, ", sh ? sh->spun_ns[c] : -1);

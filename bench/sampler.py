@@ -106,6 +106,8 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "achieved": statistics.median(min(c["samples"] for c in r["cpus"]) / asked for r in rs),
                 "dropped": max(sum(c["dropped"] for c in r["cpus"]) for r in rs),
                 "missed": statistics.median(sum(c["missed"] for c in r["cpus"]) for r in rs),
+                # periods the kernel skipped over its interrupt budget (sampler_cpu_pct)
+                "throttled": statistics.median(sum(c.get("throttled", 0) for c in r["cpus"]) for r in rs),
                 "sustained": sum(sustained(r) for r in rs),
                 "blocks": len(rs),
                 "p99_ns": statistics.median(r["err_p99_ns"] for r in rs),
@@ -178,7 +180,8 @@ def render(data: dict[str, Any]) -> str:
         "",
         "Period sweep, each run "
         f"{cfg['seconds']:g} s: the worst sampled CPU's share of the samples asked for (median over blocks), "
-        "records the ring dropped (most in a block), periods the timer or loop skipped (median), "
+        "records the ring dropped (most in a block), periods the timer or loop skipped (median; "
+        "the kernel's throttled over its interrupt budget, sampler_cpu_pct, after the +), "
         "blocks sustained, interval error p99:",
         "",
         "| rate per CPU | kernel: share, dropped, skipped, sustained, p99 | user loop: share, dropped, skipped, "
@@ -189,7 +192,8 @@ def render(data: dict[str, Any]) -> str:
         cells = []
         for m in METHODS:
             c = row[m]
-            cells.append(f"{100 * c['achieved']:.1f}%, {c['dropped']}, {c['missed']:g}, "
+            skipped = f"{c['missed']:g}" + (f"+{c['throttled']:g}" if c.get("throttled") else "")
+            cells.append(f"{100 * c['achieved']:.1f}%, {c['dropped']}, {skipped}, "
                          f"{c['sustained']}/{c['blocks']}, {fmt_ns(c['p99_ns'])}")  # fmt: skip
         lines.append(f"| {1e9 / row['period_ns'] / 1000:g} kHz | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"

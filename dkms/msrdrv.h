@@ -217,7 +217,14 @@ struct msrdrv_allowlist {
  * an op the allowlist does not let this file read; EPERM the caller
  * disabled the TSC (PR_SET_TSC): every record carries it; EBUSY too many
  * samplers already (module parameters sampler_max, sampler_max_user);
- * ENOMEM; EMFILE.
+ * EDQUOT one tick of the op set, timed at start, takes more of each period
+ * than this opener's samplers may take of a CPU (sampler_cpu_pct,
+ * sampler_cpu_pct_user); ENOMEM; EMFILE.
+ *
+ * Interrupt budget: per CPU, all samplers' ticks may take sampler_cpu_pct
+ * percent of each 10 ms window, those of openers without CAP_SYS_RAWIO
+ * sampler_cpu_pct_user; a CPU's samplers over it skip to the next window
+ * and count the skipped periods in their ring's throttled.
  *
  * Policy: checked at start, and again whenever the allowlist is replaced:
  * an op the new list no longer lets the opener read is revoked for good.
@@ -278,7 +285,8 @@ struct msrdrv_ring_header {
 	__u64 dropped;		/* records lost to a full ring */
 	__u64 missed;		/* periods the timer skipped, having fired late */
 	__u64 revoked;		/* the revoked ops this ring reported so far */
-	__u64 reserved[2];
+	__u64 throttled;	/* periods skipped over the interrupt budget */
+	__u64 reserved[1];
 };
 
 /* msrdrv_record.type */

@@ -19,6 +19,14 @@
  * at start and on every new allowlist (msrdrv_policy_watch); a revoked op
  * is never read again once SET returns, since SET waits for an RCU grace
  * period and every timer callback runs with interrupts off.
+ *
+ * The ticks' interrupt time is bounded per CPU, as perf bounds its
+ * sampling (perf_cpu_time_max_percent): each CPU adds up its ticks' time
+ * over 10 ms windows; once all samplers took sampler_cpu_pct of a window,
+ * or members' samplers sampler_cpu_pct_user, that CPU's over-budget
+ * samplers skip to the next window, counting the skipped ticks as
+ * throttled.  START refuses an op set whose measured cost alone cannot fit
+ * its opener's share at the requested period (EDQUOT).
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -41,6 +49,7 @@
 #include <linux/nospec.h>
 #include <linux/poll.h>
 #include <linux/sched.h>
+#include <linux/sched/clock.h>
 #include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -91,6 +100,30 @@ static unsigned int sampler_max_kib_user = 4096;
 module_param(sampler_max_kib_user, uint, 0444);
 MODULE_PARM_DESC(sampler_max_kib_user,
 		 "Most memory of one sampler without CAP_SYS_RAWIO, in KiB (default 4096, never above sampler_max_kib)");
+
+static unsigned int sampler_cpu_pct = 25;
+module_param(sampler_cpu_pct, uint, 0444);
+MODULE_PARM_DESC(sampler_cpu_pct,
+		 "Most of each CPU's time all samplers' ticks may take, in percent (1-100, default 25)");
+
+static unsigned int sampler_cpu_pct_user = 5;
+module_param(sampler_cpu_pct_user, uint, 0444);
+MODULE_PARM_DESC(sampler_cpu_pct_user,
+		 "Most of each CPU's time samplers started without CAP_SYS_RAWIO may take, in percent (default 5, never above sampler_cpu_pct)");
+
+#define MSRDRV_BUDGET_WINDOW_NS	(10 * NSEC_PER_MSEC)
+
+/*
+ * Per CPU, the samplers' tick time in the current window.  Only that CPU's
+ * ticks touch it, in hard irq: no lock.
+ */
+struct msrdrv_budget {
+	u64 start;	/* local_clock() when the window began */
+	u64 used;	/* every sampler's ticks */
+	u64 used_user;	/* the share of samplers without CAP_SYS_RAWIO */
+};
+
+static DEFINE_PER_CPU(struct msrdrv_budget, msrdrv_budget);
 
 /*
  * Allocations a caller asks for: charged to its memory cgroup, and failing
@@ -154,6 +187,15 @@ static u32 msrdrv_sampler_max_kib(bool rawio)
 {
 	return rawio ? sampler_max_kib :
 		       min(sampler_max_kib, sampler_max_kib_user);
+}
+
+/* The tick time an opener's samplers may take of each window, in ns. */
+static u64 msrdrv_budget_ns(bool rawio)
+{
+	u32 pct = rawio ? sampler_cpu_pct :
+			  min(sampler_cpu_pct, sampler_cpu_pct_user);
+
+	return MSRDRV_BUDGET_WINDOW_NS / 100 * pct;
 }
 
 void msrdrv_sampler_info(const struct file *file, struct msrdrv_info *info)
@@ -262,11 +304,33 @@ static void msrdrv_ring_sample(struct msrdrv_ring *r)
 static enum hrtimer_restart msrdrv_sampler_tick(struct hrtimer *timer)
 {
 	struct msrdrv_ring *r = container_of(timer, struct msrdrv_ring, timer);
-	u64 overruns = hrtimer_forward_now(timer, r->s->period);
+	const struct msrdrv_sampler *s = r->s;
+	struct msrdrv_budget *b = this_cpu_ptr(&msrdrv_budget);
+	u64 now = local_clock(), overruns;
 
+	if (now - b->start >= MSRDRV_BUDGET_WINDOW_NS) {
+		b->start = now;
+		b->used = 0;
+		b->used_user = 0;
+	}
+	if (b->used >= msrdrv_budget_ns(true) ||
+	    (!s->rawio && b->used_user >= msrdrv_budget_ns(false))) {
+		/* Over budget: no read until the next window; count the skip. */
+		overruns = hrtimer_forward(timer,
+					   ktime_add_ns(hrtimer_cb_get_time(timer),
+							b->start + MSRDRV_BUDGET_WINDOW_NS - now),
+					   s->period);
+		WRITE_ONCE(r->hdr->throttled, r->hdr->throttled + overruns);
+		return HRTIMER_RESTART;
+	}
+	overruns = hrtimer_forward_now(timer, s->period);
 	if (overruns > 1)
 		WRITE_ONCE(r->hdr->missed, r->hdr->missed + overruns - 1);
 	msrdrv_ring_sample(r);
+	now = local_clock() - now;
+	b->used += now;
+	if (!s->rawio)
+		b->used_user += now;
 	return HRTIMER_RESTART;
 }
 
@@ -547,6 +611,33 @@ static int msrdrv_sampler_check(const struct msrdrv_sampler_start *a,
 	return 0;
 }
 
+/*
+ * EDQUOT if one tick of ops, timed here with interrupts off, would take
+ * more of each period than the opener's samplers may take of a CPU.
+ */
+static int msrdrv_sampler_fits(const struct msrdrv_op *ops, u32 n,
+			       u64 period_ns, bool rawio)
+{
+	unsigned long flags;
+	u64 t, val;
+	u32 i;
+
+	local_irq_save(flags);
+	t = local_clock();
+	for (i = 0; i < n; i++) {
+		if (ops[i].op == MSRDRV_OP_RDTSC)
+			val = rdtsc_ordered();
+		else
+			msrdrv_rdmsr_safe(ops[i].msr, &val);
+	}
+	t = local_clock() - t;
+	local_irq_restore(flags);
+	/* cost / period > budget / window, without a division */
+	if (t * MSRDRV_BUDGET_WINDOW_NS > msrdrv_budget_ns(rawio) * period_ns)
+		return -EDQUOT;
+	return 0;
+}
+
 static int msrdrv_sampler_check_ops(const struct msrdrv_op *ops, u32 n)
 {
 	bool notsc = test_thread_flag(TIF_NOTSC);
@@ -754,6 +845,10 @@ long msrdrv_sampler_start(struct file *file,
 	err = msrdrv_policy_watch_add(&s->watch);
 	if (err)
 		goto out_free;
+	/* The ops are allowed now: timing them reads nothing forbidden. */
+	err = msrdrv_sampler_fits(ops, a.nops, a.period_ns, mf->rawio);
+	if (err)
+		goto out_watch;
 	fd = get_unused_fd_flags(O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		err = fd;
@@ -799,7 +894,8 @@ int msrdrv_sampler_init(void)
 	    sampler_min_period_ns < MSRDRV_SAMPLER_PERIOD_FLOOR_NS ||
 	    sampler_min_period_ns > MSRDRV_SAMPLER_PERIOD_MAX_NS ||
 	    sampler_min_period_ns_user > MSRDRV_SAMPLER_PERIOD_MAX_NS ||
-	    sampler_max_kib < 16 || sampler_max_kib > MSRDRV_SAMPLER_KIB_LIMIT) {
+	    sampler_max_kib < 16 || sampler_max_kib > MSRDRV_SAMPLER_KIB_LIMIT ||
+	    sampler_cpu_pct < 1 || sampler_cpu_pct > 100) {
 		pr_err("sampler parameters out of range (see modinfo msrdrv)\n");
 		return -EINVAL;
 	}

@@ -249,8 +249,11 @@ def _loop(plan: Any, ticks: Any, interval_ns: int, count: Optional[int], command
     for line in formats.summary_lines(totals, sampler.stats, packages, interval_ns):
         _note(line)
     if hasattr(sampler, "ring_counts"):
-        dropped, skipped = sampler.ring_counts()
-        _note(f"kernel sampler: {dropped} records dropped (ring full), {skipped} ticks skipped by the timer")
+        dropped, skipped, throttled = sampler.ring_counts()
+        _note(
+            f"kernel sampler: {dropped} records dropped (ring full), {skipped} ticks skipped by the timer, "
+            f"{throttled} throttled (interrupt budget)"
+        )
     if failure is not None:
         if proc is not None:
             proc.wait()

@@ -100,7 +100,8 @@ struct msrdrv_ring_header {
     uint64_t dropped;
     uint64_t missed;
     uint64_t revoked;
-    uint64_t reserved[2];
+    uint64_t throttled;
+    uint64_t reserved[1];
 };
 struct msrdrv_record {
     uint64_t seq;

@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 from ..device import abi
 
 # struct msrdrv_sampler_header up to tsc_khz, struct msrdrv_ring_header up to
-# revoked, struct msrdrv_record up to values[]: little-endian, no padding.
+# throttled, struct msrdrv_record up to values[]: little-endian, no padding.
 SAMPLER_HEADER = struct.Struct("<6I5QI")
-RING_HEADER = struct.Struct("<2I5Q")
+RING_HEADER = struct.Struct("<2I6Q")
 RECORD_HEAD = struct.Struct("<3Q2I")
 # Where each ring header's u64 counters sit, in 8-byte words from its start.
 HEAD_WORD, TAIL_WORD, DROPPED_WORD, MISSED_WORD, REVOKED_WORD = 1, 2, 3, 4, 5
@@ -86,6 +86,7 @@ class RingHeader:
     dropped: int  # records lost to a full ring
     missed: int  # periods the timer skipped
     revoked: int  # revoked ops this ring has reported (a REVOKED record)
+    throttled: int  # periods skipped because the CPU's samplers were over their interrupt budget
 
     @classmethod
     def parse(cls, buf: Any, offset: int) -> RingHeader:

@@ -86,6 +86,12 @@ def start_error(err: int, what: dict[str, Any], lim: Limits | None) -> str:
             f"sampling period {period} ns is outside {lo}..60 s for this opener "
             "(module parameters sampler_min_period_ns, sampler_min_period_ns_user without CAP_SYS_RAWIO)"
         )
+    if err == errno.EDQUOT:
+        return (
+            f"one tick of these {n} ops takes more of each {period} ns period than this opener's samplers may "
+            "take of a CPU (module parameters sampler_cpu_pct, sampler_cpu_pct_user without CAP_SYS_RAWIO): "
+            "sample less often or fewer registers"
+        )
     if err == errno.E2BIG:
         most = lim.max_ops if lim else "fewer"
         return f"{n} ops in the set: this opener may sample at most {most} (module parameter sampler_max_ops_user)"
@@ -218,7 +224,7 @@ class Sampler:
         return SamplerHeader.parse(self._mm)
 
     def status(self) -> list[RingHeader]:
-        """Every ring's counters now: state, head, tail, dropped, missed, revoked."""
+        """Every ring's counters now: state, head, tail, dropped, missed, revoked, throttled."""
         assert self._mm is not None
         return [RingHeader.parse(self._mm, self.header.ring(i)) for i in range(self.header.nrings)]
 

@@ -242,7 +242,7 @@ class KernelSource:
         # whose record is in this read is in the status read after it (the other order lost
         # the skips counted while read_records waited, and left a ring a period behind).
         records = self.ks.read_records(timeout)
-        self.asm.tell_missed({h.cpu: h.missed for h in self.ks.status()})
+        self.asm.tell_missed({h.cpu: h.missed + h.throttled for h in self.ks.status()})  # both skip ticks
         self.asm.add(records)
 
     def __iter__(self) -> Iterator[Tick[Raw]]:
@@ -262,10 +262,11 @@ class KernelSource:
                 return
             self.idle()
 
-    def ring_counts(self) -> tuple[int, int]:
-        """Records the rings dropped (full) and periods their timers skipped, so far."""
+    def ring_counts(self) -> tuple[int, int, int]:
+        """Records the rings dropped (full), periods their timers skipped, and periods skipped
+        over the interrupt budget (throttled), so far."""
         status = self.ks.status()
-        return sum(h.dropped for h in status), sum(h.missed for h in status)
+        return sum(h.dropped for h in status), sum(h.missed for h in status), sum(h.throttled for h in status)
 
 
 RING_BYTES = 2 << 20  # all rings' records together: half a group member's sampler_max_kib_user

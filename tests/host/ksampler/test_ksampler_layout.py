@@ -57,7 +57,8 @@ def make_area(nops: int, nrecords: int, rings: list[dict[str, Any]]) -> tuple[by
                                     1_000_000, PAGE, stride, PAGE, 0, 2_000_000)  # fmt: skip
     for i, r in enumerate(rings):
         base = PAGE + i * stride
-        layout.RING_HEADER.pack_into(buf, base, r["cpu"], abi.RING_RUNNING, r["head"], r["tail"], 0, 0, 0)
+        counts = (0, 0, 0, r.get("throttled", 0))  # dropped, missed, revoked, throttled
+        layout.RING_HEADER.pack_into(buf, base, r["cpu"], abi.RING_RUNNING, r["head"], r["tail"], *counts)
         for seq, (tsc, errs, type_, values) in r.get("records", {}).items():
             off = base + PAGE + (seq % nrecords) * record_size
             layout.RECORD_HEAD.pack_into(buf, off, seq, tsc, errs, type_, r["cpu"])
@@ -82,7 +83,7 @@ def wrapped_area() -> tuple[bytearray, SamplerHeader]:
     recs0[8] = (1008, 0b10, abi.REC_REVOKED, [0, 0])
     recs1 = {s: (2000 + s, 0b01, abi.REC_SAMPLE, [0, s]) for s in range(0, 3)}
     return make_area(2, 8, [{"cpu": 0, "head": 11, "tail": 6, "records": recs0},
-                            {"cpu": 3, "head": 3, "tail": 0, "records": recs1}])  # fmt: skip
+                            {"cpu": 3, "head": 3, "tail": 0, "throttled": 7, "records": recs1}])  # fmt: skip
 
 
 def test_header_and_rings_parse() -> None:
@@ -91,7 +92,7 @@ def test_header_and_rings_parse() -> None:
     assert h.ring(1) == PAGE + h.ring_stride and h.data(0) == 2 * PAGE and h.size() == len(buf)
     assert h.tsc_to_ns(2_000_000) == 1e6
     r = RingHeader.parse(buf, h.ring(1))
-    assert (r.cpu, r.head, r.tail, r.unread, r.online) == (3, 3, 0, 3, True)
+    assert (r.cpu, r.head, r.tail, r.unread, r.online, r.throttled) == (3, 3, 0, 3, True, 7)
     with pytest.raises(IndexError):
         h.ring(2)
 
