@@ -21,8 +21,9 @@
  * period and every timer callback runs with interrupts off.
  *
  * The ticks' interrupt time is bounded per CPU, as perf bounds its
- * sampling (perf_cpu_time_max_percent): each CPU adds up its ticks' time
- * over 10 ms windows; once all samplers took sampler_cpu_pct of a window,
+ * sampling (perf_cpu_time_max_percent): each CPU adds up its ticks' time,
+ * from each tick's due time (the interrupt's entry included), over 10 ms
+ * windows; once all samplers took sampler_cpu_pct of a window,
  * or members' samplers sampler_cpu_pct_user, that CPU's over-budget
  * samplers skip to the next window, counting the skipped ticks as
  * throttled.  START refuses an op set whose measured cost alone cannot fit
@@ -49,7 +50,6 @@
 #include <linux/nospec.h>
 #include <linux/poll.h>
 #include <linux/sched.h>
-#include <linux/sched/clock.h>
 #include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -118,9 +118,10 @@ MODULE_PARM_DESC(sampler_cpu_pct_user,
  * ticks touch it, in hard irq: no lock.
  */
 struct msrdrv_budget {
-	u64 start;	/* local_clock() when the window began */
-	u64 used;	/* every sampler's ticks */
-	u64 used_user;	/* the share of samplers without CAP_SYS_RAWIO */
+	ktime_t start;		/* when the window began */
+	ktime_t last_end;	/* when the latest tick on this CPU ended */
+	u64 used;		/* every sampler's ticks, ns */
+	u64 used_user;		/* the share of samplers without CAP_SYS_RAWIO */
 };
 
 static DEFINE_PER_CPU(struct msrdrv_budget, msrdrv_budget);
@@ -306,9 +307,10 @@ static enum hrtimer_restart msrdrv_sampler_tick(struct hrtimer *timer)
 	struct msrdrv_ring *r = container_of(timer, struct msrdrv_ring, timer);
 	const struct msrdrv_sampler *s = r->s;
 	struct msrdrv_budget *b = this_cpu_ptr(&msrdrv_budget);
-	u64 now = local_clock(), overruns;
+	ktime_t due = hrtimer_get_expires(timer), now = ktime_get(), end;
+	u64 overruns, cost;
 
-	if (now - b->start >= MSRDRV_BUDGET_WINDOW_NS) {
+	if (ktime_sub(now, b->start) >= MSRDRV_BUDGET_WINDOW_NS) {
 		b->start = now;
 		b->used = 0;
 		b->used_user = 0;
@@ -317,20 +319,28 @@ static enum hrtimer_restart msrdrv_sampler_tick(struct hrtimer *timer)
 	    (!s->rawio && b->used_user >= msrdrv_budget_ns(false))) {
 		/* Over budget: no read until the next window; count the skip. */
 		overruns = hrtimer_forward(timer,
-					   ktime_add_ns(hrtimer_cb_get_time(timer),
-							b->start + MSRDRV_BUDGET_WINDOW_NS - now),
+					   ktime_add_ns(b->start,
+							MSRDRV_BUDGET_WINDOW_NS),
 					   s->period);
 		WRITE_ONCE(r->hdr->throttled, r->hdr->throttled + overruns);
+		b->last_end = ktime_get();
 		return HRTIMER_RESTART;
 	}
-	overruns = hrtimer_forward_now(timer, s->period);
+	overruns = hrtimer_forward(timer, now, s->period);
 	if (overruns > 1)
 		WRITE_ONCE(r->hdr->missed, r->hdr->missed + overruns - 1);
 	msrdrv_ring_sample(r);
-	now = local_clock() - now;
-	b->used += now;
+	/*
+	 * Charged from the tick's due time, or from the end of the tick
+	 * before it in the same interrupt: the interrupt's entry costs the
+	 * CPU too, and under emulation or a busy hypervisor it is most of it.
+	 */
+	end = ktime_get();
+	cost = ktime_sub(end, max(due, b->last_end));
+	b->last_end = end;
+	b->used += cost;
 	if (!s->rawio)
-		b->used_user += now;
+		b->used_user += cost;
 	return HRTIMER_RESTART;
 }
 
@@ -623,14 +633,14 @@ static int msrdrv_sampler_fits(const struct msrdrv_op *ops, u32 n,
 	u32 i;
 
 	local_irq_save(flags);
-	t = local_clock();
+	t = ktime_get_ns();
 	for (i = 0; i < n; i++) {
 		if (ops[i].op == MSRDRV_OP_RDTSC)
 			val = rdtsc_ordered();
 		else
 			msrdrv_rdmsr_safe(ops[i].msr, &val);
 	}
-	t = local_clock() - t;
+	t = ktime_get_ns() - t;
 	local_irq_restore(flags);
 	/* cost / period > budget / window, without a division */
 	if (t * MSRDRV_BUDGET_WINDOW_NS > msrdrv_budget_ns(rawio) * period_ns)
