@@ -74,7 +74,7 @@ MODULE_PARM_DESC(sampler_max, "Most samplers at once (0-1024, default 16)");
 static unsigned int sampler_max_user = 4;
 module_param(sampler_max_user, uint, 0444);
 MODULE_PARM_DESC(sampler_max_user,
-		 "Most samplers at once started without CAP_SYS_RAWIO (default 4, never above sampler_max)");
+		 "Most samplers at once one user starts without CAP_SYS_RAWIO (default 4, never above sampler_max)");
 
 static unsigned long sampler_min_period_ns = 10000;
 module_param(sampler_min_period_ns, ulong, 0444);
@@ -99,7 +99,7 @@ MODULE_PARM_DESC(sampler_max_kib,
 static unsigned int sampler_max_kib_user = 4096;
 module_param(sampler_max_kib_user, uint, 0444);
 MODULE_PARM_DESC(sampler_max_kib_user,
-		 "Most memory of one sampler without CAP_SYS_RAWIO, in KiB (default 4096, never above sampler_max_kib)");
+		 "Most memory of one user's samplers without CAP_SYS_RAWIO, in KiB (default 4096, never above sampler_max_kib)");
 
 static unsigned int sampler_cpu_pct = 25;
 module_param(sampler_cpu_pct, uint, 0444);
@@ -135,7 +135,21 @@ static DEFINE_PER_CPU(struct msrdrv_budget, msrdrv_budget);
 
 static enum cpuhp_state msrdrv_cpuhp;
 static atomic_t msrdrv_nsamplers = ATOMIC_INIT(0);
-static atomic_t msrdrv_nsamplers_user = ATOMIC_INIT(0);
+
+/*
+ * Samplers and ring memory of openers without CAP_SYS_RAWIO, per user: one
+ * member cannot hold every member's share (sampler_max stays the ceiling
+ * for all).  A user's entry lives while it has samplers.
+ */
+struct msrdrv_quota {
+	struct list_head node;
+	kuid_t uid;
+	u32 nsamplers;
+	u64 bytes;
+};
+
+static LIST_HEAD(msrdrv_quotas);
+static DEFINE_MUTEX(msrdrv_quota_lock);
 
 struct msrdrv_sampler;
 
@@ -161,6 +175,7 @@ struct msrdrv_sampler {
 	ktime_t epoch;		/* ticks fall on epoch + k * period */
 	void *buf;		/* the mapped area */
 	size_t size;
+	kuid_t uid;		/* who started it: its quota (without rawio) */
 	u32 nops, nrecords, record_size, watermark, nrings;
 	bool rawio;
 	bool cpuhp_added;	/* timers run: stop() or release() ends them */
@@ -207,6 +222,90 @@ void msrdrv_sampler_info(const struct file *file, struct msrdrv_info *info)
 	info->sampler_min_period_ns = msrdrv_sampler_min_period(mf->rawio);
 	info->sampler_max_ops = msrdrv_sampler_max_ops(mf->rawio);
 	info->sampler_max_kib = msrdrv_sampler_max_kib(mf->rawio);
+}
+
+/* --- quotas --------------------------------------------------------------- */
+
+static struct msrdrv_quota *msrdrv_quota_find(kuid_t uid)
+{
+	struct msrdrv_quota *q;
+
+	list_for_each_entry(q, &msrdrv_quotas, node)
+		if (uid_eq(q->uid, uid))
+			return q;
+	return NULL;
+}
+
+/* Charge one sampler of size bytes to uid: 0, EBUSY, EFBIG or ENOMEM. */
+static int msrdrv_quota_get(kuid_t uid, u64 size)
+{
+	struct msrdrv_quota *q;
+	int err = 0;
+
+	mutex_lock(&msrdrv_quota_lock);
+	q = msrdrv_quota_find(uid);
+	if (!q) {
+		q = kzalloc(sizeof(*q), GFP_KERNEL);
+		if (!q) {
+			err = -ENOMEM;
+			goto out;
+		}
+		q->uid = uid;
+		list_add(&q->node, &msrdrv_quotas);
+	}
+	if (q->nsamplers >= min(sampler_max, sampler_max_user))
+		err = -EBUSY;
+	else if (q->bytes + size > (u64)msrdrv_sampler_max_kib(false) * SZ_1K)
+		err = -EFBIG;
+	else
+		q->bytes += size;
+	if (!err)
+		q->nsamplers++;
+	if (!q->nsamplers) {
+		list_del(&q->node);
+		kfree(q);
+	}
+out:
+	mutex_unlock(&msrdrv_quota_lock);
+	return err;
+}
+
+static void msrdrv_quota_put(kuid_t uid, u64 size)
+{
+	struct msrdrv_quota *q;
+
+	mutex_lock(&msrdrv_quota_lock);
+	q = msrdrv_quota_find(uid);
+	if (!WARN_ON_ONCE(!q)) {
+		q->bytes -= size;
+		if (!--q->nsamplers) {
+			list_del(&q->node);
+			kfree(q);
+		}
+	}
+	mutex_unlock(&msrdrv_quota_lock);
+}
+
+/* A slot under sampler_max, and for members their user's quota. */
+static int msrdrv_sampler_get_slot(bool rawio, kuid_t uid, u64 size)
+{
+	int err;
+
+	if (atomic_inc_return(&msrdrv_nsamplers) > sampler_max) {
+		atomic_dec(&msrdrv_nsamplers);
+		return -EBUSY;
+	}
+	err = rawio ? 0 : msrdrv_quota_get(uid, size);
+	if (err)
+		atomic_dec(&msrdrv_nsamplers);
+	return err;
+}
+
+static void msrdrv_sampler_put_slot(bool rawio, kuid_t uid, u64 size)
+{
+	if (!rawio)
+		msrdrv_quota_put(uid, size);
+	atomic_dec(&msrdrv_nsamplers);
 }
 
 /* --- the rings: single producer per ring ------------------------------- */
@@ -451,9 +550,7 @@ static void msrdrv_sampler_free(struct msrdrv_sampler *s)
 {
 	vfree(s->buf);
 	kvfree(s->ops);
-	if (!s->rawio)
-		atomic_dec(&msrdrv_nsamplers_user);
-	atomic_dec(&msrdrv_nsamplers);
+	msrdrv_sampler_put_slot(s->rawio, s->uid, s->size);
 	mutex_destroy(&s->lock);
 	kvfree(s);
 }
@@ -697,19 +794,6 @@ static int msrdrv_sampler_cpus(const struct msrdrv_sampler_start *a,
 	return err;
 }
 
-static bool msrdrv_sampler_get_slot(bool rawio)
-{
-	if (atomic_inc_return(&msrdrv_nsamplers) > sampler_max)
-		goto full;
-	if (rawio || atomic_inc_return(&msrdrv_nsamplers_user) <=
-		     min(sampler_max, sampler_max_user))
-		return true;
-	atomic_dec(&msrdrv_nsamplers_user);
-full:
-	atomic_dec(&msrdrv_nsamplers);
-	return false;
-}
-
 /* Lay out the area: the sampler's header, then each ring's. */
 static void msrdrv_sampler_layout(struct msrdrv_sampler *s,
 				  const struct cpumask *mask, u64 stride)
@@ -746,7 +830,8 @@ static void msrdrv_sampler_layout(struct msrdrv_sampler *s,
 
 /*
  * Allocate and lay out a sampler for the checked request; ops become its.
- * Returns it or an ERR_PTR (EFBIG, EBUSY, ENOMEM).
+ * Returns it or an ERR_PTR (EFBIG, EBUSY, ENOMEM): the size and count
+ * limits, for members per user.
  */
 static struct msrdrv_sampler *
 msrdrv_sampler_alloc(const struct msrdrv_sampler_start *a,
@@ -758,12 +843,15 @@ msrdrv_sampler_alloc(const struct msrdrv_sampler_start *a,
 			  a->nops * sizeof(u64);
 	u64 stride = PAGE_SIZE + PAGE_ALIGN((u64)a->nrecords * record_size);
 	u64 size = PAGE_SIZE + nrings * stride;
+	kuid_t uid = current_euid();
 	struct msrdrv_sampler *s;
+	int err;
 
 	if (size > (u64)msrdrv_sampler_max_kib(rawio) * SZ_1K)
 		return ERR_PTR(-EFBIG);
-	if (!msrdrv_sampler_get_slot(rawio))
-		return ERR_PTR(-EBUSY);
+	err = msrdrv_sampler_get_slot(rawio, uid, size);
+	if (err)
+		return ERR_PTR(err);
 	s = kvzalloc(struct_size(s, rings, nrings), MSRDRV_SAMPLER_GFP);
 	if (!s)
 		goto nomem;
@@ -773,6 +861,7 @@ msrdrv_sampler_alloc(const struct msrdrv_sampler_start *a,
 		goto nomem;
 	}
 	s->ops = ops;
+	s->uid = uid;
 	s->size = size;
 	s->nops = a->nops;
 	s->nrecords = a->nrecords;
@@ -791,9 +880,7 @@ msrdrv_sampler_alloc(const struct msrdrv_sampler_start *a,
 	msrdrv_sampler_layout(s, mask, stride);
 	return s;
 nomem:
-	if (!rawio)
-		atomic_dec(&msrdrv_nsamplers_user);
-	atomic_dec(&msrdrv_nsamplers);
+	msrdrv_sampler_put_slot(rawio, uid, size);
 	return ERR_PTR(-ENOMEM);
 }
 

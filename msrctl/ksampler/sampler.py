@@ -99,14 +99,16 @@ def start_error(err: int, what: dict[str, Any], lim: Limits | None) -> str:
         most = f"{lim.max_kib} KiB" if lim else "its limit"
         return (
             f"{ncpus} rings of {records} records need more memory than this opener's {most} "
-            "(module parameters sampler_max_kib, sampler_max_kib_user): use fewer records or CPUs"
+            "(module parameters sampler_max_kib, sampler_max_kib_user: all of a user's samplers together "
+            "without CAP_SYS_RAWIO): use fewer records or CPUs, or stop another sampler"
         )
     return {
         errno.ENXIO: "the CPU set names a CPU this machine cannot have",
         errno.EACCES: "the msrdrv allowlist does not let this user read every MSR of the set; "
         "ask an admin to list them (msrctl allowlist load)",
         errno.EPERM: "this task disabled the TSC (prctl PR_SET_TSC), and every record carries it",
-        errno.EBUSY: "too many samplers run already (module parameters sampler_max, sampler_max_user)",
+        errno.EBUSY: "too many samplers run already: this user's (module parameter sampler_max_user, "
+        "without CAP_SYS_RAWIO) or everyone's (sampler_max)",
         errno.EOPNOTSUPP: "only READ and RDTSC ops can be sampled",
         errno.EINVAL: "the kernel refused a field of the request (records a power of two >= 2, "
         "watermark 1..records, a non-empty CPU set)",

@@ -11,6 +11,7 @@ PY=${MSRDRV_PYTHON:-python3}
 mountpoint -q /etc/shadow && umount /etc/shadow
 getent group msr >/dev/null || groupadd --system msr
 id msruser >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/sh -G msr msruser
+id msruser2 >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/sh -G msr msruser2
 id otheruser >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/sh otheruser
 install -m 0644 udev/60-msrdrv.rules /etc/udev/rules.d/60-msrdrv.rules
 udevadm control --reload

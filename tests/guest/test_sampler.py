@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import mmap
 import os
 import select
@@ -770,3 +771,66 @@ def test_roots_worst_samplers_leave_the_guest_responsive(dev: Device) -> None:
     assert throttled > 0  # the budget was reached and held
     assert share >= 0.5, (idle, loaded)
     assert _loaded("root", before) == []
+
+
+# --- quotas per user --------------------------------------------------------------------
+
+HOLDER = """
+import json, sys
+from msrctl.device.msrdrv import Device, MsrError
+from msrctl.ksampler import Sampler
+dev = Device(write=False)
+held, out = [], []
+for records in json.loads(sys.argv[1]):  # records per ring of each sampler asked for, on CPU 0
+    try:
+        held.append(Sampler([0x10], cpus=[0], period_ns=1_000_000_000, records=records, device=dev))
+        out.append("OK")
+    except MsrError as e:
+        out.append(e.errno)
+print(json.dumps(out), flush=True)
+sys.stdin.readline()
+"""
+
+
+def holder(user: str, records: list[int]) -> tuple[subprocess.Popen[str], list[Any]]:
+    """A daemon-like process of user's that starts samplers and holds them until told."""
+    from conftest import privdrop
+
+    p = subprocess.Popen(
+        [*privdrop(user), sys.executable, "-c", HOLDER, json.dumps(records)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    assert p.stdout is not None
+    return p, json.loads(p.stdout.readline())
+
+
+def test_member_quotas_are_per_user(dev: Device) -> None:
+    """One member holding sampler_max_user samplers (or its ring memory) no longer shuts the
+    other members out: counts and memory are per user, under the global sampler_max."""
+    from msrctl.admin import allowlist
+    from msrctl.admin.allowlist import Entry
+
+    allowlist.load(dev.fd, [Entry(0x10, 0)])
+    procs = []
+    try:
+        a, got = holder("msruser", [2] * 5)  # 5 small samplers: the 5th is over the user's 4
+        procs.append(a)
+        assert got == ["OK"] * 4 + [errno.EBUSY]
+        b, got = holder("msruser2", [2])  # another member still gets one
+        procs.append(b)
+        assert got == ["OK"]
+        # memory: a 4 MiB ring fits a user's sampler_max_kib_user only alone (record 40 bytes)
+        big = 1 << 16  # 65536 records x 40 B = 2.5 MiB, plus headers
+        c, got = holder("msruser2", [big, big])  # msruser2 holds one small one already
+        procs.append(c)
+        assert got == ["OK", errno.EFBIG]  # the second would pass msruser2's 4 MiB
+        ret, _ = raw_start(dev.fd, period_ns=1_000_000_000)  # root: only the global ceiling
+        assert ret >= 0
+        os.close(ret)
+    finally:
+        for p in procs:
+            p.communicate("\n", timeout=60)
+        allowlist.clear(dev.fd)
+    a, got = holder("msruser", [2] * 4)  # all released: the count went back to 0
+    a.communicate("\n", timeout=60)
+    assert got == ["OK"] * 4
