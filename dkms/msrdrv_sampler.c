@@ -112,6 +112,14 @@ MODULE_PARM_DESC(sampler_cpu_pct_user,
 		 "Most of each CPU's time samplers started without CAP_SYS_RAWIO may take, in percent (default 5, never above sampler_cpu_pct)");
 
 #define MSRDRV_BUDGET_WINDOW_NS	(10 * NSEC_PER_MSEC)
+/*
+ * Ticks closer together than the gap belong to one interrupt: after a
+ * burst of them took MSRDRV_BURST_NS, the rest back off, so one interrupt
+ * never runs much longer than that plus one tick (64 reads at most).
+ */
+#define MSRDRV_BURST_NS		(50 * NSEC_PER_USEC)
+#define MSRDRV_BURST_GAP_NS	(20 * NSEC_PER_USEC)
+#define MSRDRV_BURST_BACKOFF_NS	NSEC_PER_MSEC
 
 /*
  * Per CPU, the samplers' tick time in the current window.  Only that CPU's
@@ -120,6 +128,7 @@ MODULE_PARM_DESC(sampler_cpu_pct_user,
 struct msrdrv_budget {
 	ktime_t start;		/* when the window began */
 	ktime_t last_end;	/* when the latest tick on this CPU ended */
+	u64 burst;		/* the ticks of this interrupt, ns */
 	u64 used;		/* every sampler's ticks, ns */
 	u64 used_user;		/* the share of samplers without CAP_SYS_RAWIO */
 };
@@ -414,20 +423,23 @@ static enum hrtimer_restart msrdrv_sampler_tick(struct hrtimer *timer)
 		b->used = 0;
 		b->used_user = 0;
 	}
+	if (ktime_sub(now, b->last_end) > MSRDRV_BURST_GAP_NS)
+		b->burst = 0;
 	if (b->used >= msrdrv_budget_ns(true) ||
-	    (!s->rawio && b->used_user >= msrdrv_budget_ns(false))) {
-		/* Over budget: no read until the next window; count the skip. */
-		overruns = hrtimer_forward(timer,
-					   ktime_add_ns(b->start,
-							MSRDRV_BUDGET_WINDOW_NS),
-					   s->period);
+	    (!s->rawio && b->used_user >= msrdrv_budget_ns(false)) ||
+	    b->burst >= MSRDRV_BURST_NS) {
+		/*
+		 * Over budget: no read until the next window (after a long
+		 * burst, a millisecond on); count the skipped periods.
+		 */
+		end = b->burst >= MSRDRV_BURST_NS ?
+		      ktime_add_ns(now, MSRDRV_BURST_BACKOFF_NS) :
+		      ktime_add_ns(b->start, MSRDRV_BUDGET_WINDOW_NS);
+		overruns = hrtimer_forward(timer, end, s->period);
 		WRITE_ONCE(r->hdr->throttled, r->hdr->throttled + overruns);
 		b->last_end = ktime_get();
 		return HRTIMER_RESTART;
 	}
-	overruns = hrtimer_forward(timer, now, s->period);
-	if (overruns > 1)
-		WRITE_ONCE(r->hdr->missed, r->hdr->missed + overruns - 1);
 	msrdrv_ring_sample(r);
 	/*
 	 * Charged from the tick's due time, or from the end of the tick
@@ -437,9 +449,14 @@ static enum hrtimer_restart msrdrv_sampler_tick(struct hrtimer *timer)
 	end = ktime_get();
 	cost = ktime_sub(end, max(due, b->last_end));
 	b->last_end = end;
+	b->burst += cost;
 	b->used += cost;
 	if (!s->rawio)
 		b->used_user += cost;
+	/* From the tick's end: a tick longer than a period counts as missed. */
+	overruns = hrtimer_forward(timer, end, s->period);
+	if (overruns > 1)
+		WRITE_ONCE(r->hdr->missed, r->hdr->missed + overruns - 1);
 	return HRTIMER_RESTART;
 }
 

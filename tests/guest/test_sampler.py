@@ -16,6 +16,7 @@ import errno
 import json
 import mmap
 import os
+import re
 import select
 import subprocess
 import sys
@@ -682,11 +683,27 @@ print(json.dumps([h.throttled for s in got for h in s.status()]), flush=True)
 """
 
 
+HRTIMER_TOOK = re.compile(r"hrtimer: interrupt took (\d+) ns")
+HRTIMER_MOST_NS = 200_000  # what one interrupt may take here; before the budget: 1,090,530 ns
+
+
 def _loaded(kind: str, before: str) -> list[str]:
-    """Kernel lines since before that say interrupts ran too long or a CPU stalled."""
+    """Kernel lines since before that say an interrupt ran too long or a CPU stalled.
+
+    The kernel's hrtimer hang check prints `hrtimer: interrupt took N ns` after three passes
+    over expired timers, however short: under TCG, with timers 40 us apart and the emulator's
+    clock jumping, three passes happen in a few tens of microseconds.  So that line counts
+    only when N shows a long interrupt (over HRTIMER_MOST_NS); its N goes to the results."""
     log = subprocess.run(["dmesg"], capture_output=True, text=True, check=True).stdout[len(before) :]
-    bad = ("hrtimer: interrupt took", "soft lockup", "rcu_preempt self-detected stall", "rcu: INFO", "hung_task")
-    return [f"{kind}: {line}" for line in log.splitlines() if any(b in line for b in bad)]
+    bad = ("soft lockup", "rcu_preempt self-detected stall", "rcu: INFO", "hung_task")
+    out = []
+    for line in log.splitlines():
+        took = HRTIMER_TOOK.search(line)
+        if took:
+            (results_dir() / "sampler-budget.txt").open("a").write(f"{kind}: {line.strip()}\n")
+        if any(b in line for b in bad) or (took and int(took.group(1)) > HRTIMER_MOST_NS):
+            out.append(f"{kind}: {line}")
+    return out
 
 
 def test_a_members_worst_samplers_leave_a_spinner_its_cpu(dev: Device, tmp_path: Path) -> None:
@@ -719,6 +736,7 @@ def test_a_members_worst_samplers_leave_a_spinner_its_cpu(dev: Device, tmp_path:
         assert p.wait(timeout=60) == 0
     finally:
         allowlist.clear(dev.fd)
+    idle = max(idle, spin(1))  # idle again, after: the larger baseline, so noise cannot flatter
     share = loaded / idle
     (results_dir() / "sampler-budget.txt").open("a").write(
         f"member worst case (TCG): {lines[-1]} samplers, {len(refused)} refused (EDQUOT); spinner kept "
@@ -762,6 +780,7 @@ def test_roots_worst_samplers_leave_the_guest_responsive(dev: Device) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+    idle = max(idle, spin(1))
     share = loaded / idle
     (results_dir() / "sampler-budget.txt").open("a").write(
         f"root worst case (TCG): 16 samplers x {ops} reads at {period / 1000:g} us (the shortest START took); "
@@ -827,10 +846,13 @@ def test_member_quotas_are_per_user(dev: Device) -> None:
         ret, _ = raw_start(dev.fd, period_ns=1_000_000_000)  # root: only the global ceiling
         assert ret >= 0
         os.close(ret)
-    finally:
         for p in procs:
             p.communicate("\n", timeout=60)
+        a, got = holder("msruser", [2] * 4)  # all released: the count went back to 0
+        a.communicate("\n", timeout=60)
+        assert got == ["OK"] * 4
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.communicate("\n", timeout=60)
         allowlist.clear(dev.fd)
-    a, got = holder("msruser", [2] * 4)  # all released: the count went back to 0
-    a.communicate("\n", timeout=60)
-    assert got == ["OK"] * 4
