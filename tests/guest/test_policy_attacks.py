@@ -847,7 +847,9 @@ def test_revoking_a_sampled_msr_stops_its_sampling_when_set_returns(policy: Devi
         member.kill()
     mark = events.index(("MARK:set returned", 0, 0))
     assert [e for e in events[mark:] if e[0] == "read_msr" and e[1] == APIC_BASE] == []
-    assert len([e for e in events[mark:] if e[0] == "read_msr" and e[1] == TSC]) >= 2 * 100  # 2 CPUs, 0.5 s
+    # TSC is still read: 250 periods per CPU in 0.5 s, fewer as the interrupt budget throttles a
+    # member's ticks (under TCG each interrupt's entry is charged, and it is slow)
+    assert len([e for e in events[mark:] if e[0] == "read_msr" and e[1] == TSC]) >= 2 * 25
     got = json.loads(out)
     assert got["revoked"] == 0b10 and got["rings"] == [0b10, 0b10]
     for cpu in (0, 1):
