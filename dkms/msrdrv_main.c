@@ -254,9 +254,7 @@ static u32 msrdrv_prepare(struct msrdrv_exec *x, unsigned int self,
 		 */
 		cpu = array_index_nospec(cpu, nr_cpu_ids);
 		op->cpu = cpu;
-		if (bad)
-			op->err = -ENXIO;
-		else if (!cpu_online(cpu))
+		if (bad || !cpu_online(cpu))
 			op->err = -ENXIO;
 		else if (notsc && msrdrv_op_reads_tsc(op))
 			op->err = -EPERM;

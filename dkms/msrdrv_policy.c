@@ -398,7 +398,7 @@ int msrdrv_policy_check(const struct msrdrv_policy *pol,
 		return -EACCES;
 	if (op->op == MSRDRV_OP_READ)
 		return e->flags & MSRDRV_ALLOW_READ ? 0 : -EACCES;
-	/* SET refuses such an entry; this holds if CR4.PKS changed since. */
+	/* Defence in depth: SET already refuses a write mask on such an MSR. */
 	if (msrdrv_policy_kernel_control(op->msr))
 		return -EACCES;
 	/* A write that may change no bit writes nothing: say so. */

@@ -375,6 +375,16 @@ static void msrdrv_ring_event(struct msrdrv_ring *r, u32 type, u64 errs)
 	msrdrv_ring_commit(r, true);
 }
 
+/* One READ or RDTSC op of a tick: false if the MSR faulted. */
+static bool msrdrv_sample_op(const struct msrdrv_op *op, u64 *val)
+{
+	if (op->op == MSRDRV_OP_RDTSC) {
+		*val = rdtsc_ordered();
+		return true;
+	}
+	return !msrdrv_rdmsr_safe(op->msr, val);
+}
+
 /* One tick's record, interrupts off on r's CPU. */
 static void msrdrv_ring_sample(struct msrdrv_ring *r)
 {
@@ -397,9 +407,7 @@ static void msrdrv_ring_sample(struct msrdrv_ring *r)
 		val = 0;
 		if (revoked & BIT_ULL(i)) {
 			errs |= BIT_ULL(i);
-		} else if (s->ops[i].op == MSRDRV_OP_RDTSC) {
-			val = rdtsc_ordered();
-		} else if (msrdrv_rdmsr_safe(s->ops[i].msr, &val)) {
+		} else if (!msrdrv_sample_op(&s->ops[i], &val)) {
 			val = 0;
 			errs |= BIT_ULL(i);
 		}
@@ -750,12 +758,8 @@ static int msrdrv_sampler_fits(const struct msrdrv_op *ops, u32 n,
 	for (pass = 0; pass < 3; pass++) {
 		local_irq_save(flags);
 		t0 = ktime_get_ns();
-		for (i = 0; i < n; i++) {
-			if (ops[i].op == MSRDRV_OP_RDTSC)
-				val = rdtsc_ordered();
-			else
-				msrdrv_rdmsr_safe(ops[i].msr, &val);
-		}
+		for (i = 0; i < n; i++)
+			msrdrv_sample_op(&ops[i], &val);
 		t = min(t, ktime_get_ns() - t0);
 		local_irq_restore(flags);
 	}
