@@ -55,17 +55,17 @@ def _name(msr: int) -> str | None:
     return registers.name_of(msr)
 
 
-def refusal(entry: Entry) -> str | None:
+def refusal(entry: Entry, pkrs: bool = False) -> str | None:
     """Why msrdrv refuses the entry ('MSR 0x174 (IA32_SYSENTER_CS) holds kernel addresses (...)'), or None.
 
-    PKRS is left to the kernel: it refuses PKRS writes only while it uses supervisor
-    protection keys (CR4.PKS), which user space cannot see."""
+    PKRS is left to the kernel unless pkrs (the kernel refused the list): it refuses PKRS
+    writes only while it uses supervisor protection keys (CR4.PKS), which user space cannot see."""
     from . import protected
 
     refused = protected.explain(entry.msr, _name(entry.msr))
     if refused:
         return refused
-    if entry.write_mask and entry.msr != protected.PKRS:
+    if entry.write_mask and (pkrs or entry.msr != protected.PKRS):
         return protected.explain_write(entry.msr, _name(entry.msr))
     return None
 
@@ -126,7 +126,7 @@ def parse_dropping(text: str, source: str = "<allowlist>", drop: bool = True) ->
     seen: dict[int, int] = {}
     entries: list[Entry] = []
     refused: list[str] = []
-    first_refused: Entry | None = None
+    first_refused: tuple[Entry, str] | None = None  # its own error when it is the only one
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -156,7 +156,7 @@ def parse_dropping(text: str, source: str = "<allowlist>", drop: bool = True) ->
         entry = Entry(msr, mask, len(fields) == 2)
         why = refusal(entry)
         if why is not None:
-            first_refused = first_refused or entry
+            first_refused = first_refused or (entry, where)
             kept = allowed_part(entry)
             refused.append(f"{where}: {why}" + (" (kept read-only)" if drop and kept else ""))
             if kept is None:
@@ -164,8 +164,8 @@ def parse_dropping(text: str, source: str = "<allowlist>", drop: bool = True) ->
             entry = kept
         check_entry(entry, where)
         entries.append(entry)
-    if len(refused) == 1 and not drop:
-        check_entry(first_refused, refused[0].split(": ", 1)[0])  # one line: its own error
+    if len(refused) == 1 and first_refused is not None and not drop:
+        check_entry(*first_refused)
     if refused and not drop:
         raise UsageError(f"{source}: {len(refused)} lines msrdrv would refuse", "; ".join(refused), DROP_FIX)
     return validate(entries, source), refused
@@ -231,12 +231,7 @@ def render_profiles(names: list[str], **params: Any) -> str:
 
 def _refused(entries: list[Entry]) -> MsrctlError:
     """The kernel's EACCES for a list: name its refused entries, or admit version skew."""
-    from . import protected
-
-    named = [why for e in entries if (why := refusal(e))]
-    named += [
-        why for e in entries if e.msr == protected.PKRS and e.write_mask and (why := protected.explain_write(e.msr))
-    ]
+    named = [why for e in entries if (why := refusal(e, pkrs=True))]
     if named:
         return MsrctlError("msrdrv refused the allowlist", "; ".join(named), DROP_FIX, USAGE)
     return MsrctlError(

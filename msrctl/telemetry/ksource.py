@@ -178,8 +178,10 @@ class Assembler:
         online = [r.index for r in self.rings.values() if not r.offline]
         upto = max(min(online), newest - LAG) if online and not final else newest
         out = []
+        # hwmon is not the kernel sampler's: its temperature is the one at this consumption
+        sensors = self.plan.context.read_sensors()
         for k in sorted(k for k in self.periods if k <= upto):
-            out.append((k, self._raw(k, self.periods.pop(k))))
+            out.append((k, self._raw(k, self.periods.pop(k), sensors)))
             self.emitted = k
         for r in self.rings.values():  # offline spans wholly handed out are done with
             r.away = [span for span in r.away if span[1] < 0 or span[1] > self.emitted]
@@ -189,7 +191,7 @@ class Assembler:
         """CPU cpu was offline in period k (between its OFFLINE record and its next sample)."""
         return any(first <= k and (end < 0 or k < end) for first, end in self.rings[cpu].away)
 
-    def _raw(self, k: int, recs: dict[int, Record]) -> Raw:
+    def _raw(self, k: int, recs: dict[int, Record], sensors: dict[int, float | None]) -> Raw:
         values, errs = [], []
         for cpu, i in self._where:
             rec = recs.get(cpu)
@@ -207,8 +209,7 @@ class Assembler:
             t = self.t0_ns + round((first - self.tsc_ref) * 1e6 / self.tsc_khz)
         else:
             t = self.t0_ns + k * self.period_ns
-        # hwmon is not the kernel sampler's: its temperature is the one at the record's consumption
-        return Raw(tuple(values), tuple(errs), t, t, t, self.plan.context.read_sensors())
+        return Raw(tuple(values), tuple(errs), t, t, t, sensors)
 
 
 class KernelSource:
