@@ -51,9 +51,11 @@
  *        -EIO    the MSR faulted (not implemented, or a reserved bit set)
  *        -ENXIO  the CPU is offline or does not exist
  *        -EBADF  a WRITE on a file not opened for writing
- *        -EPERM  a write refused by kernel lockdown or allow_writes=N, or
- *                RDTSC or a READ of IA32_TIME_STAMP_COUNTER by a task
- *                that disabled the TSC (PR_SET_TSC)
+ *        -EPERM  a write refused by kernel lockdown or allow_writes=N, or,
+ *                for a task that disabled the TSC (PR_SET_TSC), RDTSC or
+ *                a READ of a register that counts at its rate: the TSC
+ *                (0x10), MPERF (0xe7), AMD's read-only MPERF (0xc00000e7)
+ *                and the reference-cycles counter IA32_FIXED_CTR2 (0x30b)
  *        -EACCES a masked write whose mask is 0 (it would only put back
  *                what it read); and for openers without CAP_SYS_RAWIO: no
  *                allowlist is loaded, the allowlist does not permit this
@@ -202,7 +204,9 @@ struct msrdrv_allowlist {
  * overwritten.  MSRDRV_IOC_SAMPLER_STOP on the sampler's fd stops every
  * ring for good (the records stay readable); closing its last fd and
  * mapping stops and frees it.  The module cannot be unloaded while a
- * sampler's fd or mapping exists.
+ * sampler's fd or mapping exists.  A task that disabled the TSC
+ * (PR_SET_TSC) can neither map a sampler nor CONSUME (EPERM); a mapping it
+ * already holds, or shares with another task, stays readable.
  *
  * Errors (nothing started): EBADF the device file not opened for reading;
  * EFAULT; EPROTO abi_version; EINVAL flags, reserved or an op's flags,
@@ -215,7 +219,9 @@ struct msrdrv_allowlist {
  * ENXIO a CPU at or above nr_cpu_ids or not possible (an offline CPU is
  * fine: its ring starts when it comes online); EACCES (no CAP_SYS_RAWIO)
  * an op the allowlist does not let this file read; EPERM the caller
- * disabled the TSC (PR_SET_TSC): every record carries it; EBUSY too many
+ * disabled the TSC (PR_SET_TSC): every record carries it; ENOEXEC a 32-bit
+ * (compat) caller, which cannot read the rings' 64-bit head and tail
+ * without tearing them; EBUSY too many
  * samplers already (module parameters sampler_max, sampler_max_user);
  * EDQUOT one tick of the op set, timed at start, takes more of each period
  * than this opener's samplers may take of a CPU (sampler_cpu_pct,
@@ -314,7 +320,9 @@ struct msrdrv_record {
 /*
  * On the sampler's fd: hand back records up to tails[i] in ring i (in
  * ring order); each must lie between the ring's tail and head (else
- * EINVAL, and no ring changes).  nrings must be the sampler's.
+ * EINVAL, and no ring changes).  nrings must be the sampler's (EINVAL).
+ * Also EFAULT; EPROTO abi_version; ENOMEM; EPERM the caller disabled the
+ * TSC (PR_SET_TSC).
  */
 struct msrdrv_sampler_consume {
 	__u32 abi_version;

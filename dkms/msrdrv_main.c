@@ -135,11 +135,28 @@ static bool msrdrv_op_runnable(const struct msrdrv_op *op)
 	return !op->err && msrdrv_op_needs_cpu(op);
 }
 
-/* The TSC, as RDTSC or as the MSR that holds it: PR_SET_TSC covers both. */
+/* AMD's read-only copy of MPERF; 6.1's msr-index.h does not name it. */
+#define MSRDRV_AMD_MPERF_RO	0xc00000e7
+
+/*
+ * What PR_SET_TSC takes from a task: RDTSC, the MSR that holds the TSC,
+ * and the counters that tick at its rate (MPERF, AMD's read-only MPERF,
+ * the fixed reference-cycles counter), each as good a clock as the TSC.
+ */
 static bool msrdrv_op_reads_tsc(const struct msrdrv_op *op)
 {
-	return op->op == MSRDRV_OP_RDTSC ||
-	       (op->op == MSRDRV_OP_READ && op->msr == MSR_IA32_TSC);
+	if (op->op == MSRDRV_OP_RDTSC)
+		return true;
+	if (op->op != MSRDRV_OP_READ)
+		return false;
+	switch (op->msr) {
+	case MSR_IA32_TSC:
+	case MSR_IA32_MPERF:
+	case MSRDRV_AMD_MPERF_RO:
+	case MSR_CORE_PERF_FIXED_CTR2:
+		return true;
+	}
+	return false;
 }
 
 /* Single target CPU, IRQs off: the next section_ops runnable ops. */

@@ -34,6 +34,7 @@
 
 #include <linux/anon_inodes.h>
 #include <linux/atomic.h>
+#include <linux/compat.h>
 #include <linux/cpu.h>
 #include <linux/cpuhotplug.h>
 #include <linux/cpumask.h>
@@ -614,6 +615,35 @@ static __poll_t msrdrv_sampler_poll(struct file *file, poll_table *pt)
 	return mask;
 }
 
+/* Pages per vm_insert_pages() call: a 4 KiB array, a reschedule between. */
+#define MSRDRV_MAP_CHUNK	(PAGE_SIZE / sizeof(struct page *))
+
+/* Insert the vmalloc'ed rings' pages in chunks: a root ring may be 1 GiB. */
+static int msrdrv_sampler_map_pages(struct msrdrv_sampler *s,
+				    struct vm_area_struct *vma)
+{
+	unsigned long off = 0, n, i;
+	struct page **pages;
+	int err = 0;
+
+	pages = kmalloc_array(MSRDRV_MAP_CHUNK, sizeof(*pages), GFP_KERNEL);
+	if (!pages)
+		return -ENOMEM;
+	while (off < s->size && !err) {
+		n = min_t(unsigned long, MSRDRV_MAP_CHUNK,
+			  (s->size - off) >> PAGE_SHIFT);
+		for (i = 0; i < n; i++)
+			pages[i] = vmalloc_to_page((u8 *)s->buf + off +
+						   (i << PAGE_SHIFT));
+		/* n comes back as the pages not inserted: 0 on success. */
+		err = vm_insert_pages(vma, vma->vm_start + off, pages, &n);
+		off += MSRDRV_MAP_CHUNK << PAGE_SHIFT;
+		cond_resched();
+	}
+	kfree(pages);
+	return err;
+}
+
 /*
  * Read-only, shared, whole: refuse write access now and later (mprotect),
  * and map every page up front; there is no fault handler.
@@ -621,22 +651,17 @@ static __poll_t msrdrv_sampler_poll(struct file *file, poll_table *pt)
 static int msrdrv_sampler_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct msrdrv_sampler *s = file->private_data;
-	unsigned long off;
-	int err;
 
 	if (vma->vm_flags & VM_WRITE)
+		return -EPERM;
+	/* The records carry the TSC: PR_SET_TSC forbids reading them. */
+	if (test_thread_flag(TIF_NOTSC))
 		return -EPERM;
 	if (!(vma->vm_flags & VM_MAYSHARE) || vma->vm_pgoff ||
 	    vma->vm_end - vma->vm_start != s->size)
 		return -EINVAL;
 	msrdrv_vm_flags_mod(vma, VM_DONTEXPAND | VM_DONTDUMP, VM_MAYWRITE);
-	for (off = 0; off < s->size; off += PAGE_SIZE) {
-		err = vm_insert_page(vma, vma->vm_start + off,
-				     vmalloc_to_page((u8 *)s->buf + off));
-		if (err)
-			return err;
-	}
-	return 0;
+	return msrdrv_sampler_map_pages(s, vma);
 }
 
 #define MSRDRV_CONSUME_STACK	16
@@ -655,6 +680,9 @@ static long msrdrv_sampler_consume(struct msrdrv_sampler *s,
 		return -EPROTO;
 	if (c.nrings != s->nrings)
 		return -EINVAL;
+	/* As mmap: PR_SET_TSC after START, or a child that inherited the fd. */
+	if (test_thread_flag(TIF_NOTSC))
+		return -EPERM;
 	if (c.nrings > MSRDRV_CONSUME_STACK) {
 		tails = kvmalloc_array(c.nrings, sizeof(*tails),
 				       MSRDRV_SAMPLER_GFP);
@@ -936,6 +964,9 @@ long msrdrv_sampler_start(struct file *file,
 
 	if (!(file->f_mode & FMODE_READ))
 		return -EBADF;
+	/* A 32-bit task would read the rings' u64 head and tail torn. */
+	if (in_compat_syscall())
+		return -ENOEXEC;
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
 	err = msrdrv_sampler_check(&a, mf->rawio);

@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 PKGS=(
 	qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static
 	build-essential libc6-dev linux-libc-dev kmod udev util-linux
+	# the guest tests' 32-bit (compat ioctl) program
+	gcc-multilib
 	python3 python3-venv python3-pytest python3-typer python3-cffi python3-jinja2 python3-numpy
 	python3-click-man python3-pytest-timeout
 	dkms dh-dkms debhelper dh-python pybuild-plugin-pyproject python3-all

@@ -127,6 +127,10 @@ def load(
             f"{names}: no entries", "it holds only comments", "use `msrctl allowlist clear` to remove the list"
         )
     entries = allowlist.validate(entries, names)
+    from ..admin import sticky
+
+    for warning in sticky.hazards(entries):
+        typer.echo(f"msrctl: allowlist: warning: {warning}", err=True)
     with _open(ctx) as dev:
         allowlist.load(dev.fd, entries)
     typer.echo(f"allowlist loaded: {len(entries)} entries from {names}")

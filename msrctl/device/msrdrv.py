@@ -128,7 +128,7 @@ def op_error_text(err: int) -> str:
         errno.ENXIO: "no such CPU, or it is offline",
         errno.EBADF: "write refused: /dev/msrdrv was opened read-only (the node gives this user read access only)",
         errno.EPERM: "refused: a write under kernel lockdown or with allow_writes=N, "
-        "or the TSC (RDTSC, or a read of MSR 0x10) for a task that disabled it (prctl PR_SET_TSC)",
+        "or the TSC (RDTSC, or a read of the TSC, MPERF or FIXED_CTR2) for a task that disabled it (prctl PR_SET_TSC)",
         errno.EACCES: "not permitted by the msrdrv allowlist (none loaded, or it does not list this MSR "
         f"for this access); {ASK_FOR_LIST}",
     }.get(err, os.strerror(err))

@@ -107,6 +107,8 @@ def start_error(err: int, what: dict[str, Any], lim: Limits | None) -> str:
         errno.EACCES: "the msrdrv allowlist does not let this user read every MSR of the set; "
         "ask an admin to list them (msrctl allowlist load)",
         errno.EPERM: "this task disabled the TSC (prctl PR_SET_TSC), and every record carries it",
+        errno.ENOEXEC: "a 32-bit program cannot use the kernel sampler (it would read the rings' 64-bit "
+        "head and tail torn): build it for 64 bits",
         errno.EBUSY: "too many samplers run already: this user's (module parameter sampler_max_user, "
         "without CAP_SYS_RAWIO) or everyone's (sampler_max)",
         errno.EOPNOTSUPP: "only READ and RDTSC ops can be sampled",
@@ -274,7 +276,8 @@ class Sampler:
         req.abi_version, req.nrings, req.tails = abi.ABI_VERSION, n, abi.address(tails)
         err = abi.ioctl(self.fd, abi.IOC_SAMPLER_CONSUME, req)
         if err < 0:
-            raise DeviceError(f"handing records back to the kernel sampler failed: {os.strerror(-err)}", -err)
+            why = "this task disabled the TSC (prctl PR_SET_TSC)" if -err == errno.EPERM else os.strerror(-err)
+            raise DeviceError(f"handing records back to the kernel sampler failed: {why}", -err)
 
     def _take(self, timeout: float | None) -> list[tuple[int, int]]:
         """Consume the last read, wait, and mark every unread record as read: per ring (tail, head)."""

@@ -232,7 +232,8 @@ __all__ = ["Batch", "Device", "abi", "ffi", "load_module", "raw_batch", "run_as"
 
 @pytest.fixture(scope="session")
 def cprog(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Compile tests/guest/c/<name>.c against the shipped header (cached per session)."""
+    """Compile tests/guest/c/<name>.c against the shipped header (cached per
+    session); m32: as a 32-bit program (gcc-multilib)."""
     built: dict[str, Path] = {}
     out = tmp_path_factory.mktemp("cprog")
     for d in (out, *out.parents):  # the unprivileged test users run these too
@@ -240,12 +241,14 @@ def cprog(tmp_path_factory: pytest.TempPathFactory) -> Any:
             break
         d.chmod(0o755)
 
-    def build(name: str) -> Path:
-        if name not in built:
-            exe = out / name
+    def build(name: str, m32: bool = False) -> Path:
+        key = name + ("-m32" if m32 else "")
+        if key not in built:
+            exe = out / key
             subprocess.run(
                 [
                     "cc",
+                    *(["-m32"] if m32 else []),
                     "-O2",
                     "-Wall",
                     "-Werror",
@@ -258,8 +261,8 @@ def cprog(tmp_path_factory: pytest.TempPathFactory) -> Any:
                 ],
                 check=True,
             )
-            built[name] = exe
-        return built[name]
+            built[key] = exe
+        return built[key]
 
     return build
 

@@ -536,11 +536,25 @@ def test_too_many_samplers_is_ebusy(dev: Device) -> None:
     os.close(ret)
 
 
-def test_tsc_disabled_task_cannot_start(dev: Device, cprog: Any) -> None:
-    """In C: after PR_SET_TSC the Python runtime itself faults on 7.2 (its vDSO reads the TSC)."""
+def test_tsc_disabled_task_cannot_start_map_or_consume(dev: Device, cprog: Any) -> None:
+    """In C: after PR_SET_TSC the Python runtime itself faults on 7.2 (its vDSO reads the TSC).
+
+    A child that inherited the sampler and disabled its TSC, and then the
+    parent, are refused CONSUME, a new mapping and a new sampler; the mapping
+    already held stays readable (documented as not enforceable)."""
     r = subprocess.run([str(cprog("notsc_sampler"))], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.split() == ["EPERM"]
+    steps = [tuple(line.split()) for line in r.stdout.splitlines()]
+    assert steps == [
+        ("start", "OK"),
+        ("map", "OK"),
+        ("consume", "OK"),
+        ("child-consume", "EPERM"),
+        ("child-map", "EPERM"),
+        ("child-read", "OK"),
+        ("consume", "EPERM"),
+        ("start", "EPERM"),
+    ], r.stdout
     # the library's explanation of that errno
     from msrctl.ksampler.sampler import start_error
 
@@ -593,6 +607,39 @@ def test_mapping_is_read_only_and_whole(dev: Device) -> None:
             libc.munmap(addr, size)
     finally:
         os.close(fd)
+
+
+def test_a_32_bit_task_is_refused_the_sampler_not_batches(dev: Device, cprog: Any) -> None:
+    """Through compat_ioctl: a batch runs, SAMPLER_START is ENOEXEC (torn u64 head/tail)."""
+    r = subprocess.run([str(cprog("compat_sampler", m32=True))], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split() == ["batch", "OK", "start", "ENOEXEC"]
+    from msrctl.ksampler.sampler import start_error
+
+    assert "32-bit" in start_error(errno.ENOEXEC, {"nops": 1, "period_ns": 1, "records": 2, "ncpus": 1}, None)
+
+
+def test_a_mapping_of_many_chunks_maps_every_page_in_place(dev: Device) -> None:
+    """The pages are inserted 512 at a time: 2 rings of 65,536 records of 3 ops
+    are 1,795 pages (3 whole chunks and a partial one); ring 1's header is in
+    the second chunk, and the last page must be there (no fault handler: a
+    missing page would be SIGBUS)."""
+    ret, req = raw_start(dev.fd, op_list=[(abi.OP_RDTSC, 0)] * 3, cpu_list=[0, 1], nrecords=65536, period_ns=20_000_000)
+    assert ret >= 0, errname(ret)
+    try:
+        size, stride = int(req.mmap_size), int(req.ring_stride)
+        assert size // PAGE == 1 + 2 * (1 + 65536 * 56 // PAGE) == 1795
+        with mmap.mmap(ret, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ) as m:
+            assert m[size - PAGE :] == bytes(PAGE)  # the last page is mapped (and unwritten)
+            ring1 = PAGE + stride
+            assert 512 <= ring1 // PAGE < 1024
+            assert int.from_bytes(m[ring1 : ring1 + 4], "little") == 1  # ring 1's header: CPU 1
+            wait_for(lambda: int.from_bytes(m[ring1 + 8 : ring1 + 16], "little") >= 1, "a record in ring 1", 30)
+            rec = ring1 + PAGE
+            assert int.from_bytes(m[rec + 28 : rec + 32], "little") == 1  # the record's cpu
+            assert int.from_bytes(m[rec + 8 : rec + 16], "little") > 0  # its tsc
+    finally:
+        os.close(ret)
 
 
 def test_a_child_sees_the_mapping_and_the_sampler_ends_with_both(dev: Device) -> None:

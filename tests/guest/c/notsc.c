@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * A task that disabled its TSC (prctl PR_SET_TSC) must not get one through
- * msrdrv either: prints the RDTSC op's and a READ's result, then the seed
- * interface's answer.  No libc call after the prctl may read the TSC.
+ * msrdrv either, nor a counter that ticks at its rate.  Runs one batch
+ * before the prctl and the same batch after it, printing each op's result
+ * (OK, EPERM or the errno's name), then the seed interface's answer.  No
+ * libc call after the prctl may read the TSC.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,19 +16,50 @@
 
 #include "msrdrv.h"
 
+#define NOPS 6
+
+/* RDTSC, then reads: APIC_BASE (no clock), TSC, MPERF, AMD's MPERF, FIXED_CTR2 */
+static const unsigned int msrs[NOPS] = { 0, 0x1b, 0x10, 0xe7, 0xc00000e7, 0x30b };
+
 static const char *name(int err)
 {
 	if (err == 0)
 		return "OK";
 	if (err == -EPERM || err == EPERM)
 		return "EPERM";
+	if (err == -EIO)
+		return "EIO";
 	return strerror(err < 0 ? -err : err);
+}
+
+static int batch(int fd, const char *label)
+{
+	struct msrdrv_op ops[NOPS];
+	struct msrdrv_batch b;
+	unsigned int i;
+
+	memset(ops, 0, sizeof(ops));
+	memset(&b, 0, sizeof(b));
+	for (i = 0; i < NOPS; i++) {
+		ops[i].op = i ? MSRDRV_OP_READ : MSRDRV_OP_RDTSC;
+		ops[i].msr = msrs[i];
+	}
+	b.abi_version = MSRDRV_ABI_VERSION;
+	b.nops = NOPS;
+	b.ops = (unsigned long)ops;
+	if (ioctl(fd, MSRDRV_IOC_BATCH, &b)) {
+		perror("batch");
+		return 1;
+	}
+	printf("%s", label);
+	for (i = 0; i < NOPS; i++)
+		printf(" %s", name(ops[i].err));
+	printf("\n");
+	return 0;
 }
 
 int main(void)
 {
-	struct msrdrv_op ops[3];
-	struct msrdrv_batch b;
 	struct msrdrv_legacy_cmd cmds[2];
 	int fd, rc;
 
@@ -35,30 +68,14 @@ int main(void)
 		perror("open");
 		return 1;
 	}
+	if (batch(fd, "before"))
+		return 1;
 	if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0)) {
 		perror("prctl");
 		return 1;
 	}
-	memset(ops, 0, sizeof(ops));
-	memset(&b, 0, sizeof(b));
-	ops[0].op = MSRDRV_OP_RDTSC;
-	ops[0].cpu = 0;
-	ops[1].op = MSRDRV_OP_READ;
-	ops[1].cpu = 0;
-	ops[1].msr = 0x1b;
-	ops[2].op = MSRDRV_OP_READ;	/* IA32_TIME_STAMP_COUNTER: the TSC too */
-	ops[2].cpu = 0;
-	ops[2].msr = 0x10;
-	b.abi_version = MSRDRV_ABI_VERSION;
-	b.nops = 3;
-	b.ops = (unsigned long)ops;
-	rc = ioctl(fd, MSRDRV_IOC_BATCH, &b);
-	if (rc) {
-		perror("batch");
+	if (batch(fd, "after"))
 		return 1;
-	}
-	printf("batch %s %s %s\n", name(ops[0].err), name(ops[1].err),
-	       name(ops[2].err));
 
 	memset(cmds, 0, sizeof(cmds));
 	cmds[0].op = MSR_RDTSC;
