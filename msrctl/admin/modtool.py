@@ -48,19 +48,29 @@ def _tool(name: str) -> str:
     return path
 
 
-def explain_load_failure(stderr: str, release: str) -> MsrctlError:
+def _signature_refusal(why: str, module_path: str | None) -> MsrctlError:
+    from . import signing
+
+    pol = signing.policy(module_path)
+    reasons = " and ".join(pol.reasons) or why
+    return MsrctlError(
+        "cannot load msrdrv",
+        f"this kernel loads only modules signed by a key it trusts ({reasons}), and {pol.module_state}",
+        pol.fix(),
+        errors.MODULE,
+    )
+
+
+def explain_load_failure(stderr: str, release: str, module_path: str | None = None) -> MsrctlError:
     """Map modprobe/insmod messages to a cause and a fix."""
     text = stderr.strip()
     last = text.splitlines()[-1] if text else "no message"
     what = "cannot load msrdrv"
-    if "Key was rejected by service" in text:
-        return MsrctlError(
-            what,
-            "the module is not signed with a key this kernel trusts (Secure Boot is on)",
-            "enroll the DKMS signing key: sudo mokutil --import /var/lib/dkms/mok.pub, reboot and confirm it "
-            "in MokManager (or turn Secure Boot off)",
-            errors.MODULE,
-        )
+    if "Key was rejected by service" in text:  # EKEYREJECTED: signature enforcement
+        return _signature_refusal("signature enforcement", module_path)
+    if "Operation not permitted" in text and system.lockdown() not in (None, "none"):
+        # Lockdown without sig_enforce: an unverifiable module gets EPERM.
+        return _signature_refusal("kernel lockdown", module_path)
     if "Invalid module format" in text or "Exec format error" in text:
         return MsrctlError(
             what,
@@ -136,7 +146,7 @@ def load(ko: str | None, max_ops: int | None, device: str, timeout: float) -> li
         except (OSError, subprocess.TimeoutExpired) as e:
             raise MsrctlError("cannot load msrdrv", str(e), "see dmesg", errors.MODULE) from None
         if res.returncode != 0 and not system.module_loaded():
-            raise explain_load_failure(res.stderr or res.stdout, release)
+            raise explain_load_failure(res.stderr or res.stdout, release, ko)
         lines.append(f"loaded msrdrv {system.module_version() or ''}".rstrip())
     if not wait_for_node(device, timeout):
         raise MsrctlError(

@@ -151,6 +151,7 @@ def report(device: str, backend: str | None = None) -> dict[str, Any]:
         "dkms": system.dkms_status(),
         "pmu": _pmu(),
     }
+    pol = _signing(rep, module["file"])
     if stock_ok and not loaded:  # read/write/batch work through the stock driver
         notes.append("msrdrv is not loaded: msrctl uses the kernel's msr driver (see backend)")
     elif not module["module_support"]:  # not loaded (5), and why it cannot be
@@ -162,7 +163,16 @@ def report(device: str, backend: str | None = None) -> dict[str, Any]:
         )
     elif not loaded:
         if module["file"]:
-            _problem(problems, errors.NOT_LOADED, "msrdrv module not loaded", "run: sudo msrctl load")
+            if pol.reasons:  # `msrctl load` will be refused unless the key is trusted
+                _problem(
+                    problems,
+                    errors.NOT_LOADED,
+                    f"msrdrv module not loaded, and this kernel loads only modules signed by a key it trusts "
+                    f"({' and '.join(pol.reasons)}): {pol.module_state}, unless its key is enrolled",
+                    f"try: sudo msrctl load; if it is refused, {pol.fix()}",
+                )
+            else:
+                _problem(problems, errors.NOT_LOADED, "msrdrv module not loaded", "run: sudo msrctl load")
         else:
             err = not_installed(system.kernel_release())
             _problem(problems, errors.NOT_LOADED, f"msrdrv module not loaded: {err.why}", err.fix)
@@ -206,6 +216,21 @@ def report(device: str, backend: str | None = None) -> dict[str, Any]:
     rep["notes"] = notes
     rep["ok"] = not problems
     return rep
+
+
+def _signing(rep: dict[str, Any], module_file: str | None) -> Any:
+    """The kernel's signature policy for the module file, recorded in the report."""
+    from . import signing
+
+    pol = signing.policy(module_file)
+    rep["signing"] = {
+        "secure_boot": pol.secure_boot,
+        "sig_enforce": pol.sig_enforce,
+        "required_by": pol.reasons,
+        "module_signer": pol.signer,
+        "dkms_key": signing.DKMS_KEY if pol.dkms_key else None,
+    }
+    return pol
 
 
 def exit_code(rep: dict[str, Any]) -> int:
