@@ -167,6 +167,31 @@ test-deb: bootstrap deb deb-upgrade
 test-deb-guest: bootstrap
 	$(PY) tests/deb/e2e.py --kernel $(KVER) --debs $(DEB_DIR) --upgrade-debs $(DEB_UPGRADE_DIR) -- $(DEB_TEST_ARGS)
 
+# --- Full-system test (owned with tests/system/) ------------------------------
+# make test-system  make deb and deb-upgrade, then a real Debian 12 machine
+#                with systemd as PID 1, booted under QEMU (TCG) once per stage
+#                from the kernel in its own /boot: apt install offline, DKMS
+#                build, group access, both units enabled, reboot (the list in
+#                force before user sessions), package upgrade with the units
+#                running, kernel ABI upgrade to bookworm-backports (offline),
+#                runtime lockdown, module.sig_enforce=1, lockdown=integrity,
+#                purge with the exporter running.  The image (debootstrap;
+#                systemd, the kernel, DKMS and only the .debs' Depends) is
+#                built once and cached in /var/cache/msrdrv-system
+#                (tests/system/image.sh); each run boots a copy.  Rewrites
+#                tests/system/results.md and build/system/results.json;
+#                closing line 'system: N passed, N failed'.  Not part of
+#                make test (about an hour under TCG).  SYSTEM_DEBS= and
+#                SYSTEM_UPGRADE_DEBS= test other .debs (test-system-guest
+#                skips the package build)
+.PHONY: test-system test-system-guest
+
+test-system: bootstrap deb deb-upgrade
+	$(MAKE) --no-print-directory test-system-guest
+
+test-system-guest: bootstrap
+	tests/system/run.py
+
 # --- Kernel compatibility (issue 6; owned with tests/compat/) -----------------
 # make compat        build dkms/ with -Werror, then `dkms build -k`, against
 #                    linux-headers-amd64 of bullseye, bookworm, trixie and sid,

@@ -295,6 +295,11 @@ def main() -> int:
         "--upgrade-debs", type=Path, default=Path(os.environ.get("SYSTEM_UPGRADE_DEBS", REPO / "build/deb-upgrade"))
     )
     ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated, in order (default all)")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="development: boot the disk and share of the last run as they are (e.g. --stages B3 after a B2)",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("system: needs root (debootstrap and chroot for the image)")
@@ -312,25 +317,27 @@ def main() -> int:
     log(f"image {image} ({'built' if built else 'cached'}; build time {build_s:.0f} s)")
 
     # This run's disk and share; the cached image stays clean.
-    for old in ("disk.raw", "share", "kernel"):
-        shutil.rmtree(OUT / old, ignore_errors=True) if (OUT / old).is_dir() else (OUT / old).unlink(missing_ok=True)
-    for old in OUT.glob("boot*.*"):
-        old.unlink()
-    OUT.mkdir(parents=True, exist_ok=True)
     disk = OUT / "disk.raw"
-    t1 = time.monotonic()
-    subprocess.run(["cp", "--sparse=always", str(image / "disk.raw"), str(disk)], check=True)
-    log(f"disk copied in {time.monotonic() - t1:.0f} s")
-    for sub in ("guest", "debs", "upgrade", "results", "logs"):
-        (SHARE / sub).mkdir(parents=True)
+    if not (args.resume and disk.exists()):
+        for old in ("disk.raw", "share", "kernel"):
+            shutil.rmtree(OUT / old) if (OUT / old).is_dir() else (OUT / old).unlink(missing_ok=True)
+        for old in OUT.glob("boot*.*"):
+            old.unlink()
+        OUT.mkdir(parents=True, exist_ok=True)
+        t1 = time.monotonic()
+        subprocess.run(["cp", "--sparse=always", str(image / "disk.raw"), str(disk)], check=True)
+        log(f"disk copied in {time.monotonic() - t1:.0f} s")
+        for sub in ("guest", "debs", "upgrade", "results", "logs"):
+            (SHARE / sub).mkdir(parents=True)
+        for p in PACKAGES:
+            shutil.copy(debs[p], SHARE / "debs")
+            shutil.copy(upgrade[p], SHARE / "upgrade")
     shutil.copy(REPO / "tests/system/guest/stages.py", SHARE / "guest")
-    for p in PACKAGES:
-        shutil.copy(debs[p], SHARE / "debs")
-        shutil.copy(upgrade[p], SHARE / "upgrade")
 
     boots: list[dict[str, object]] = []
     stopped = ""
-    for n, stage in enumerate(stages, 1):
+    for stage in stages:
+        n = list(STAGES).index(stage) + 1  # boot 3 is always B3, also with --resume
         if stopped:
             boots.append(
                 {

@@ -138,18 +138,32 @@ class Stage:
         return self.check(name, ok, evidence)
 
     def apt(self, log: str, *args: str, limit: float) -> Out:
-        """apt-get with its whole output in SHARE/logs/STAGE-log.log; limit names this step's time limit."""
+        """apt-get, its output streamed to SHARE/logs/STAGE-log.log; limit names this step's time limit."""
+        argv = ["apt-get", *APT_OPTS, *args]
+        path = self.logs / f"{self.name}-{log}.log"
         t0 = time.monotonic()
-        o = run("apt-get", *APT_OPTS, *args, timeout=limit, env=APT_ENV)
+        with path.open("w") as f:
+            f.write(f"$ {shlex.join(argv)}\n")
+            f.flush()
+            try:
+                rc = subprocess.run(
+                    argv,
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    timeout=limit,
+                    env=dict(os.environ, **APT_ENV),
+                    check=False,
+                ).returncode
+            except subprocess.TimeoutExpired:
+                rc = 124
+                f.write(f"\n*** apt-get {args[0]} ran out of its {limit:.0f} s limit; processes:\n")
+                f.write(run("ps", "-eo", "pid,etime,time,args").out)
         took = time.monotonic() - t0
-        (self.logs / f"{self.name}-{log}.log").write_text(o.text)
         self.fact(f"{log}_s", round(took, 1))
-        if o.rc == 124:
-            o.text += f"*** apt-get {args[0]} ran out of its {limit:.0f} s limit (processes:)\n"
-            o.text += run("ps", "-eo", "pid,etime,time,args").out
-        o.text = f"$ apt-get {' '.join(args)}   [{took:.0f} s; full log: logs/{self.name}-{log}.log]\n" + tail(
-            o.text, 20
-        )
+        text = path.read_text(errors="replace")
+        head = f"$ apt-get {' '.join(args)}   [{took:.0f} s; full log: logs/{path.name}]\n"
+        o = Out(argv, rc, text, "")
+        o.text = head + tail(text, 20) + f"(exit {rc})\n"
         return o
 
 
@@ -372,8 +386,16 @@ def b1(st: Stage) -> str:
     )
     for unit in UNITS:
         path = f"/usr/lib/systemd/system/{unit}"
-        o = run("systemd-analyze", "verify", path, timeout=180)
-        st.check(f"systemd-analyze verify {unit}", o.rc == 0 and not o.both.strip(), o.text)
+        # --man=no: verify looks Documentation=man:... up with man(1), and man-db is
+        # no dependency of the packages; the pages themselves are checked here instead.
+        o = run("systemd-analyze", "verify", "--man=no", path, timeout=180)
+        docs = re.findall(r"man:([\w.-]+)\((\d)\)", Path(path).read_text())
+        pages = {f"{n}({s})": Path(f"/usr/share/man/man{s}/{n}.{s}.gz").is_file() for n, s in docs}
+        st.check(
+            f"systemd-analyze verify {unit}; its Documentation= man pages are installed",
+            o.rc == 0 and not o.both.strip() and bool(pages) and all(pages.values()),
+            o.text + f"man pages named by Documentation=: {pages}\n",
+        )
     o = run("systemd-analyze", "security", "--no-pager", EXPORTER, timeout=180)
     m = re.search(r"Overall exposure level for \S+: ([\d.]+) (\S+)", o.out)
     if m:
@@ -563,6 +585,21 @@ def b4(st: Stage) -> str:
         f"{p}: {p.read_text().strip() if p.exists() else 'missing'}\n",
     )
     refused_load(st, "module.sig_enforce=1", MOK_FIX.lower(), f"names `{MOK_FIX}`")
+    # The advice only helps if DKMS made that key and signed the module with it
+    # (it needs openssl for the key, which nothing here depends on).
+    ko = glob.glob(f"/lib/modules/{os.uname().release}/updates/dkms/msrdrv.ko*")
+    signer = run("modinfo", "-F", "signer", ko[0]).out.strip() if ko else ""
+    pub = Path("/var/lib/dkms/mok.pub")
+    b2log = st.logs / "B2-kernel.log"  # DKMS's build for this kernel, in B2
+    text = b2log.read_text(errors="replace") if b2log.exists() else "(no logs/B2-kernel.log)"
+    signing = [x for x in text.splitlines() if re.search(r"sign|mok|certif|B2-kernel", x, re.I)]
+    st.check(
+        "the key msrctl names exists (/var/lib/dkms/mok.pub) and DKMS signed msrdrv with it",
+        pub.is_file() and bool(signer),
+        f"{pub} exists: {pub.is_file()}\nmodule {ko}: signer {signer or '(none: unsigned)'}\n"
+        f"openssl: {shutil.which('openssl') or 'not installed'}\n"
+        "DKMS's signing step when it built msrdrv for this kernel (logs/B2-kernel.log):\n" + "\n".join(signing) + "\n",
+    )
     return "poweroff"
 
 
@@ -598,7 +635,7 @@ def b6(st: Stage) -> str:
     units = [
         f"{d}/{u}" for d in ("/usr/lib/systemd/system", "/lib/systemd/system", "/etc/systemd/system") for u in UNITS
     ]
-    wants = glob.glob("/etc/systemd/system/*.wants/msr*")
+    wants = [w for u in UNITS for w in glob.glob(f"/etc/systemd/system/*.wants/{u}")]
     present = [u for u in units if os.path.lexists(u)]
     st.check("the unit files are gone", not present and not wants, f"present: {present}\nwants links: {wants}\n")
     state = unit_state(EXPORTER)
