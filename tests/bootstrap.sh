@@ -23,6 +23,8 @@ PKGS=(
 	pbuilder debootstrap piuparts autopkgtest autodep8 linux-doc
 	# msrctl exporter: its library, and the real Prometheus server and promtool its tests use
 	python3-prometheus-client prometheus
+	# make test-system: the disk image (mkfs.ext4 -d) and its /boot read back (debugfs)
+	e2fsprogs
 )
 
 missing=()
