@@ -251,16 +251,17 @@ def kernel_trouble() -> tuple[bool, str]:
 
 
 def copy_debs(src: Path, dst: Path) -> list[str]:
+    """The two .debs copied where apt's _apt user can read them; their new paths."""
     shutil.rmtree(dst, ignore_errors=True)
     dst.mkdir(parents=True)
     dst.chmod(0o755)
-    names = []
+    paths = []
     for pkg in ("msrdrv-dkms", "msrctl"):
         (deb,) = sorted(src.glob(f"{pkg}_*.deb"))
         shutil.copy(deb, dst / deb.name)
         (dst / deb.name).chmod(0o644)
-        names.append(f"./{deb.name}")
-    return names
+        paths.append(str(dst / deb.name))
+    return paths
 
 
 def dkms_status() -> Out:
@@ -293,7 +294,8 @@ def check_boot_order(st: Stage) -> None:
     active = prop(ALLOWLIST, "ActiveEnterTimestampMonotonic")
     sessions = prop("systemd-user-sessions.service", "InactiveExitTimestampMonotonic")
     sessions_up = prop("systemd-user-sessions.service", "ActiveEnterTimestampMonotonic")
-    ok = done.isdigit() and sessions.isdigit() and 0 < int(done) <= int(sessions) and int(active) <= int(sessions)
+    stamps = (done, active, sessions)
+    ok = all(x.isdigit() for x in stamps) and 0 < int(done) <= int(sessions) and int(active) <= int(sessions)
     st.check(
         "msrdrv-allowlist.service finished before systemd-user-sessions.service started",
         ok,
@@ -325,7 +327,7 @@ def system_state(st: Stage) -> None:
 def b1(st: Stage) -> str:
     kver = os.uname().release
     debs = copy_debs(st.share / "debs", LOCAL_DEBS)
-    o = st.apt("install", "install", *(str(LOCAL_DEBS / d[2:]) for d in debs), limit=1800)
+    o = st.apt("install", "install", *debs, limit=900)
     st.check("apt-get install of both .debs, offline, on bookworm's kernel", o.rc == 0, o.text)
     ok, ev = dkms_installed_for(kver)
     st.check(f"DKMS built msrdrv in the guest for {kver}", ok, ev)
@@ -420,7 +422,7 @@ def b2(st: Stage) -> str:
     st.fact("upgrade_version", new)
     debs = copy_debs(st.share / "upgrade", LOCAL_UPGRADE)
     before = unit_summary(EXPORTER) + unit_summary(ALLOWLIST)
-    o = st.apt("upgrade", "install", *(str(LOCAL_UPGRADE / d[2:]) for d in debs), limit=1800)
+    o = st.apt("upgrade", "install", *debs, limit=900)
     st.check(f"apt-get install of the next release's .debs ({new}) with both units running", o.rc == 0, o.text)
     state = wait_active(EXPORTER)
     pid1 = prop(EXPORTER, "MainPID")
@@ -452,7 +454,7 @@ def b2(st: Stage) -> str:
         "bookworm-backports",
         "linux-image-amd64",
         "linux-headers-amd64",
-        limit=3000,
+        limit=1500,
     )
     dep = run("dpkg-query", "-W", "-f=${Depends}", "linux-image-amd64").out
     m = re.search(r"linux-image-(\S+-amd64)", dep)
@@ -619,7 +621,7 @@ def b6(st: Stage) -> str:
         pid > 0 and any(p == pid for p, _ in held),
         f"MainPID {pid}\nholders of {NODE}: {held}\n",
     )
-    o = st.apt("purge", "purge", "msrctl", "msrdrv-dkms", limit=1200)
+    o = st.apt("purge", "purge", "msrctl", "msrdrv-dkms", limit=600)
     st.check("apt-get purge -y msrctl msrdrv-dkms with the exporter running", o.rc == 0, o.text)
     deadline = time.monotonic() + 20  # a stop that is under way
     while holders() and time.monotonic() < deadline:
