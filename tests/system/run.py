@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import json
 import os
 import re
@@ -309,6 +310,12 @@ def main() -> int:
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         sys.exit(f"system: unknown stages {unknown}; known: {', '.join(STAGES)}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    lock = (OUT / ".lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # one run at a time: they share build/system and the cache
+    except BlockingIOError:
+        sys.exit(f"system: another run holds {OUT / '.lock'}")
     debs = {p: one_deb(args.debs.resolve(), p) for p in PACKAGES}
     upgrade = {p: one_deb(args.upgrade_debs.resolve(), p) for p in PACKAGES}
     t0 = time.monotonic()

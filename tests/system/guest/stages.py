@@ -246,7 +246,7 @@ def dmesg_lines(pattern: str) -> str:
 
 def kernel_trouble() -> tuple[bool, str]:
     bad = dmesg_lines(r"\b(Oops|BUG:|WARNING:|general protection|Call Trace|kernel panic|RIP:)")
-    about = dmesg_lines(r"msrdrv")
+    about = dmesg_lines(r"msrdrv(?!-system)")  # not the host name
     return not bad, (bad or "no Oops/BUG/WARNING/Call Trace lines\n") + "dmesg lines naming msrdrv:\n" + about
 
 
@@ -348,14 +348,14 @@ def b1(st: Stage) -> str:
     st.check(
         "a member of group msr is refused a read while no allowlist is loaded",
         o.rc != 0 and "allowlist" in o.err.lower(),
-        ids + o.text,
+        o.text + ids,
     )
     load = run("msrctl", "allowlist", "load", "--profile", "telemetry")
     o = run("runuser", "-u", MEMBER, "--", "msrctl", "read", "0x10")
     st.check(
         "the member reads 0x10 after msrctl allowlist load --profile telemetry",
         load.rc == 0 and o.rc == 0 and bool(re.fullmatch(r"[0-9a-fA-F]+", o.out.strip())),
-        load.text + o.text,
+        o.text + load.text,
     )
     o = run("runuser", "-u", OUTSIDER, "--", "msrctl", "read", "0x10")
     st.check(
@@ -527,11 +527,11 @@ def b3(st: Stage) -> str:
     r = run("msrctl", "read", "0x1a0")
     value = "0x" + r.out.strip() if r.rc == 0 and r.out.strip() else ""
     if value:
-        w = run("msrctl", "write", "0x1a0", value)
-        text = r.text + w.text
+        w = run("msrctl", "write", "0x1a0", value)  # its own value: harmless if it went through
+        text = w.text + r.text
     else:
         w = run("msrctl", "write", "0x10", "0")  # refused under lockdown; the read above already failed
-        text = r.text + w.text
+        text = w.text + r.text
     st.fact("lockdown_write_exit", w.rc)
     st.fact("lockdown_write_message", w.both.strip())
     st.check(
@@ -651,7 +651,9 @@ def b6(st: Stage) -> str:
     if module_loaded():
         r = run("rmmod", "msrdrv", timeout=60)
         text += r.text
-    st.check("msrdrv unloads after the purge (modprobe -r, else rmmod)", not module_loaded(), text)
+    gone = not module_loaded()
+    how = ("unloaded by modprobe -r" if o.rc == 0 else "unloaded by rmmod") if gone else "still loaded"
+    st.check("msrdrv unloads after the purge (modprobe -r, else rmmod)", gone, f"{how}\n{text}")
     o = dkms_status()
     st.check("dkms status shows no msrdrv", "msrdrv" not in o.out, o.text)
     src = glob.glob("/usr/src/msrdrv-*")
