@@ -85,12 +85,15 @@ class Policy:
     def fix(self) -> str:
         """One line: enroll DKMS's key (or make DKMS sign first), or what else can be done."""
         versions = system.dkms_versions()
+        rebuild = f"sudo dkms install --force msrdrv/{versions[-1]}" if versions else "sudo dkms autoinstall"
         sign = ""
         if not self.signer and versions:  # built before DKMS had its key, or by hand
-            sign = f"let DKMS rebuild and sign it (sudo dkms install --force msrdrv/{versions[-1]}), then "
+            sign = f"let DKMS rebuild and sign it ({rebuild}), then "
         if not self.dkms_key and not self.signer:
+            # DKMS makes its key with openssl and signs nothing without it (bookworm's dkms does not depend on it)
+            need = "" if system.tool("openssl") else "install openssl (DKMS makes its signing key with it), then "
             return (
-                "rebuild it with DKMS 3.0 or later, which signs with its key in /var/lib/dkms, "
+                f"{need}rebuild it with DKMS 3.0 or later, which signs with its key in /var/lib/dkms ({rebuild}), "
                 "then enroll that key: sudo mokutil --import /var/lib/dkms/mok.pub, reboot and enroll it in MokManager"
             )
         enroll = (

@@ -75,6 +75,13 @@ def test_an_unsigned_module_without_a_dkms_key(root: Path, monkeypatch: pytest.M
     err = modtool.explain_load_failure(KEY_REJECTED, "6.1.0-57-amd64")
     assert "msrdrv.ko is not signed" in err.why
     assert "DKMS 3.0 or later" in err.fix and "mokutil --import /var/lib/dkms/mok.pub" in err.fix
+    # bookworm's dkms signs nothing without openssl (it makes its key with it): say so first
+    from msrctl.admin import system
+
+    real_tool = system.tool
+    monkeypatch.setattr(system, "tool", lambda name: None if name == "openssl" else real_tool(name))
+    err = modtool.explain_load_failure(KEY_REJECTED, "6.1.0-57-amd64")
+    assert err.fix.startswith("install openssl (DKMS makes its signing key with it), then rebuild")
 
 
 def test_lockdown_turns_eperm_into_the_signature_story(root: Path) -> None:
