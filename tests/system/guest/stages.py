@@ -599,7 +599,8 @@ def b4(st: Stage) -> str:
         "the key msrctl names exists (/var/lib/dkms/mok.pub) and DKMS signed msrdrv with it",
         pub.is_file() and bool(signer),
         f"{pub} exists: {pub.is_file()}\nmodule {ko}: signer {signer or '(none: unsigned)'}\n"
-        f"openssl: {shutil.which('openssl') or 'not installed'}\n"
+        f"openssl (DKMS makes its key with it): {shutil.which('openssl') or 'not installed'}\n"
+        f"mokutil (the command msrctl names): {shutil.which('mokutil') or 'not installed'}\n"
         "DKMS's signing step when it built msrdrv for this kernel (logs/B2-kernel.log):\n" + "\n".join(signing) + "\n",
     )
     return "poweroff"
