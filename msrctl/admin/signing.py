@@ -84,6 +84,7 @@ class Policy:
 
     def fix(self) -> str:
         """One line: enroll DKMS's key (or make DKMS sign first), or what else can be done."""
+        mokutil = "" if system.tool("mokutil") else "sudo apt install mokutil; "
         versions = system.dkms_versions()
         rebuild = f"sudo dkms install --force msrdrv/{versions[-1]}" if versions else "sudo dkms autoinstall"
         sign = ""
@@ -94,15 +95,25 @@ class Policy:
             need = "" if system.tool("openssl") else "install openssl (DKMS makes its signing key with it), then "
             return (
                 f"{need}rebuild it with DKMS 3.0 or later, which signs with its key in /var/lib/dkms ({rebuild}), "
-                "then enroll that key: sudo mokutil --import /var/lib/dkms/mok.pub, reboot and enroll it in MokManager"
+                f"then enroll that key: {mokutil}sudo mokutil --import {DKMS_KEY}, reboot and enroll it in MokManager"
             )
         enroll = (
-            f"{sign}enroll DKMS's key once: sudo mokutil --import {DKMS_KEY}, reboot, choose 'Enroll MOK' in "
-            "MokManager and confirm; then: sudo msrctl load"
+            f"{sign}enroll DKMS's key once: {mokutil}sudo mokutil --import {DKMS_KEY}, reboot, choose 'Enroll MOK' "
+            "in MokManager and confirm; then: sudo msrctl load"
         )
-        if self.secure_boot is False and self.sig_enforce:
-            return f"boot without module.sig_enforce=1 (no Secure Boot here: MokManager needs UEFI shim), or {enroll}"
+        options = self.boot_options()
+        if self.secure_boot is False and options:
+            drop = " and ".join(options)
+            return f"boot without {drop} (no Secure Boot here: MokManager needs UEFI shim), or {enroll}"
         return enroll
+
+    def boot_options(self) -> list[str]:
+        """The kernel command line's options that demand signatures, as written there."""
+        try:
+            cmdline = (sysroot() / "proc/cmdline").read_text().split()
+        except OSError:
+            cmdline = []
+        return [o for o in cmdline if o.startswith(("module.sig_enforce=", "lockdown="))]
 
 
 def policy(module_path: str | None = None) -> Policy:

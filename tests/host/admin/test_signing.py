@@ -63,10 +63,30 @@ def test_secure_boot_refusal_names_the_key_and_the_enrollment(root: Path) -> Non
 
 def test_sig_enforce_without_uefi_says_mokmanager_cannot_help(root: Path) -> None:
     write(root, "sys/module/module/parameters/sig_enforce", "Y\n")
+    write(root, "proc/cmdline", "root=/dev/vda rw module.sig_enforce=1\n")
     write(root, "var/lib/dkms/mok.pub", "key")
     err = modtool.explain_load_failure(KEY_REJECTED, "6.1.0-57-amd64")
     assert "(module.sig_enforce=1)" in err.why
-    assert err.fix.startswith("boot without module.sig_enforce=1") and "mokutil --import" in err.fix
+    assert err.fix.startswith("boot without module.sig_enforce=1 (no Secure Boot") and "mokutil --import" in err.fix
+
+
+def test_lockdown_from_the_command_line_without_uefi(root: Path) -> None:
+    write(root, "sys/kernel/security/lockdown", "none [integrity] confidentiality\n")
+    write(root, "proc/cmdline", "root=/dev/vda rw lockdown=integrity\n")
+    write(root, "var/lib/dkms/mok.pub", "key")
+    err = modtool.explain_load_failure(NOT_PERMITTED, "6.1.0-57-amd64")
+    assert err.fix.startswith("boot without lockdown=integrity (no Secure Boot")
+
+
+def test_mokutil_missing_is_named_before_its_command(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from msrctl.admin import system
+
+    real_tool = system.tool
+    write(root, SB_VAR, bytes([6, 0, 0, 0, 1]))
+    write(root, "var/lib/dkms/mok.pub", "key")
+    monkeypatch.setattr(system, "tool", lambda name: None if name == "mokutil" else real_tool(name))
+    err = modtool.explain_load_failure(KEY_REJECTED, "6.1.0-57-amd64")
+    assert "sudo apt install mokutil; sudo mokutil --import /var/lib/dkms/mok.pub" in err.fix
 
 
 def test_an_unsigned_module_without_a_dkms_key(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
