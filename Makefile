@@ -181,7 +181,9 @@ test-deb-guest: bootstrap
 #                (tests/system/image.sh); each run boots a copy.  Rewrites
 #                tests/system/results.md and build/system/results.json;
 #                closing line 'system: N passed, N failed'.  Not part of
-#                make test (about an hour under TCG).  SYSTEM_DEBS= and
+#                make test: 12-17 min on the idle 2-core machine (image
+#                cached or not) on top of make test's ~24 would pass the
+#                25-minute budget of make test.  SYSTEM_DEBS= and
 #                SYSTEM_UPGRADE_DEBS= test other .debs (test-system-guest
 #                skips the package build)
 .PHONY: test-system test-system-guest
