@@ -342,6 +342,7 @@ def main() -> int:
             shutil.copy(debs[p], SHARE / "debs")
             shutil.copy(upgrade[p], SHARE / "upgrade")
     shutil.copy(REPO / "tests/system/guest/stages.py", SHARE / "guest")
+    shutil.copy(REPO / "tests/vm.py", SHARE / "guest")  # stages.py takes the suite's dmesg rule from it
 
     boots: list[dict[str, object]] = []
     stopped = ""

@@ -245,7 +245,11 @@ def dmesg_lines(pattern: str) -> str:
 
 
 def kernel_trouble() -> tuple[bool, str]:
-    bad = dmesg_lines(r"\b(Oops|BUG:|WARNING:|general protection|Call Trace|kernel panic|RIP:)")
+    # The in-guest suite's rule (tests/vm.py, copied beside this file), and an
+    # oops's RIP line; any case.
+    from vm import DMESG_BAD
+
+    bad = dmesg_lines(DMESG_BAD.pattern + r"|\bOops|Call Trace|\bRIP:")
     about = dmesg_lines(r"msrdrv(?!-system)")  # not the host name
     return not bad, (bad or "no Oops/BUG/WARNING/Call Trace lines\n") + "dmesg lines naming msrdrv:\n" + about
 
