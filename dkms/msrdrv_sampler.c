@@ -22,8 +22,9 @@
  *
  * The ticks' interrupt time is bounded per CPU, as perf bounds its
  * sampling (perf_cpu_time_max_percent): each CPU adds up its ticks' time,
- * from each tick's due time (the interrupt's entry included), over 10 ms
- * windows; once all samplers took sampler_cpu_pct of a window,
+ * plus what each of their interrupts costs the task it interrupts
+ * (sampler_irq_ns, measured at load), over 10 ms windows; once all
+ * samplers took sampler_cpu_pct of a window,
  * or members' samplers sampler_cpu_pct_user, that CPU's over-budget
  * samplers skip to the next window, counting the skipped ticks as
  * throttled.  START refuses an op set whose measured cost alone cannot fit
@@ -53,6 +54,7 @@
 #include <linux/sched.h>
 #include <linux/sizes.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
@@ -112,14 +114,25 @@ module_param(sampler_cpu_pct_user, uint, 0444);
 MODULE_PARM_DESC(sampler_cpu_pct_user,
 		 "Most of each CPU's time samplers started without CAP_SYS_RAWIO may take, in percent (default 5, never above sampler_cpu_pct)");
 
+/*
+ * What one timer interrupt costs the task it interrupts (entry, hrtimer
+ * code, exit), charged to each interrupt a sampler's tick starts.  Not the
+ * tick's lateness: that also holds time other code or a hypervisor kept
+ * the CPU, which would throttle even a slow sampler under a busy host.
+ */
+static unsigned long sampler_irq_ns;
+module_param(sampler_irq_ns, ulong, 0644);
+MODULE_PARM_DESC(sampler_irq_ns,
+		 "What one timer interrupt costs the interrupted task, in ns, charged to the samplers' budget (0 at load: measured; at most 1000000)");
+
+#define MSRDRV_IRQ_NS_MAX	NSEC_PER_MSEC
 #define MSRDRV_BUDGET_WINDOW_NS	(10 * NSEC_PER_MSEC)
 /*
- * Ticks closer together than the gap belong to one interrupt: after a
- * burst of them took MSRDRV_BURST_NS, the rest back off, so one interrupt
- * never runs much longer than that plus one tick (64 reads at most).
+ * After the ticks of one interrupt took MSRDRV_BURST_NS, the rest back
+ * off, so one interrupt never runs much longer than that plus one tick
+ * (64 reads at most).
  */
 #define MSRDRV_BURST_NS		(50 * NSEC_PER_USEC)
-#define MSRDRV_BURST_GAP_NS	(20 * NSEC_PER_USEC)
 #define MSRDRV_BURST_BACKOFF_NS	NSEC_PER_MSEC
 
 /*
@@ -425,43 +438,49 @@ static enum hrtimer_restart msrdrv_sampler_tick(struct hrtimer *timer)
 	const struct msrdrv_sampler *s = r->s;
 	struct msrdrv_budget *b = this_cpu_ptr(&msrdrv_budget);
 	ktime_t due = hrtimer_get_expires(timer), now = ktime_get(), end;
-	u64 overruns, cost;
+	u64 overruns, entry, cost;
+	/*
+	 * The tick before ended after this one fell due: both ran in one
+	 * interrupt, and this one pays only the gap between them.
+	 */
+	bool same = ktime_after(b->last_end, due);
 
+	entry = same ? ktime_sub(now, b->last_end) :
+		       min_t(u64, READ_ONCE(sampler_irq_ns), MSRDRV_IRQ_NS_MAX);
 	if (ktime_sub(now, b->start) >= MSRDRV_BUDGET_WINDOW_NS) {
 		b->start = now;
 		b->used = 0;
 		b->used_user = 0;
 	}
-	if (ktime_sub(now, b->last_end) > MSRDRV_BURST_GAP_NS)
+	if (!same)
 		b->burst = 0;
 	if (b->used >= msrdrv_budget_ns(true) ||
 	    (!s->rawio && b->used_user >= msrdrv_budget_ns(false)) ||
 	    b->burst >= MSRDRV_BURST_NS) {
 		/*
 		 * Over budget: no read until the next window (after a long
-		 * burst, a millisecond on); count the skipped periods.
+		 * burst, a millisecond on); count the skipped periods.  The
+		 * interrupt was taken all the same: charge it.
 		 */
 		end = b->burst >= MSRDRV_BURST_NS ?
 		      ktime_add_ns(now, MSRDRV_BURST_BACKOFF_NS) :
 		      ktime_add_ns(b->start, MSRDRV_BUDGET_WINDOW_NS);
 		overruns = hrtimer_forward(timer, end, s->period);
 		WRITE_ONCE(r->hdr->throttled, r->hdr->throttled + overruns);
+		b->used += entry;
+		if (!s->rawio)
+			b->used_user += entry;
 		b->last_end = ktime_get();
 		return HRTIMER_RESTART;
 	}
 	msrdrv_ring_sample(r);
-	/*
-	 * Charged from the tick's due time, or from the end of the tick
-	 * before it in the same interrupt: the interrupt's entry costs the
-	 * CPU too, and under emulation or a busy hypervisor it is most of it.
-	 */
 	end = ktime_get();
-	cost = ktime_sub(end, max(due, b->last_end));
+	cost = ktime_sub(end, now);
 	b->last_end = end;
-	b->burst += cost;
-	b->used += cost;
+	b->burst += cost + (same ? entry : 0);
+	b->used += cost + entry;
 	if (!s->rawio)
-		b->used_user += cost;
+		b->used_user += cost + entry;
 	/* From the tick's end: a tick longer than a period counts as missed. */
 	overruns = hrtimer_forward(timer, end, s->period);
 	if (overruns > 1)
@@ -1037,6 +1056,70 @@ out_ops:
 	return err;
 }
 
+/* --- what a timer interrupt costs ---------------------------------------- */
+
+#define MSRDRV_IRQ_ROUNDS	9
+
+static struct hrtimer msrdrv_irq_timer;
+static bool msrdrv_irq_fired;
+
+static enum hrtimer_restart msrdrv_irq_probe(struct hrtimer *timer)
+{
+	WRITE_ONCE(msrdrv_irq_fired, true);
+	return HRTIMER_NORESTART;
+}
+
+/*
+ * The longest stall a task spinning on the clock sees while one empty
+ * hrtimer interrupt comes and goes: what that interrupt cost it.
+ */
+static u64 msrdrv_irq_stall(void)
+{
+	u64 prev, now, stall = 0, stop;
+
+	WRITE_ONCE(msrdrv_irq_fired, false);
+	hrtimer_start(&msrdrv_irq_timer, ns_to_ktime(20 * NSEC_PER_USEC),
+		      HRTIMER_MODE_REL_PINNED_HARD);
+	prev = ktime_get_ns();
+	stop = prev + NSEC_PER_MSEC;
+	do {
+		now = ktime_get_ns();
+		stall = max(stall, now - prev);
+		prev = now;
+	} while (!READ_ONCE(msrdrv_irq_fired) && now < stop);
+	/* It may have come between the last clock read and the check. */
+	return max(stall, ktime_get_ns() - prev);
+}
+
+static int msrdrv_cmp_u64(const void *a, const void *b)
+{
+	u64 x = *(const u64 *)a, y = *(const u64 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The median of a few rounds on this CPU: one round may also hold another
+ * interrupt or, in a guest, time the vCPU was not running.
+ */
+static u64 msrdrv_irq_measure(void)
+{
+	u64 stall[MSRDRV_IRQ_ROUNDS];
+	int i;
+
+	msrdrv_hrtimer_setup(&msrdrv_irq_timer, msrdrv_irq_probe,
+			     CLOCK_MONOTONIC, HRTIMER_MODE_REL_PINNED_HARD);
+	for (i = 0; i < MSRDRV_IRQ_ROUNDS; i++) {
+		preempt_disable();
+		stall[i] = msrdrv_irq_stall();
+		preempt_enable();
+		hrtimer_cancel(&msrdrv_irq_timer);	/* if it never came */
+		cond_resched();
+	}
+	sort(stall, MSRDRV_IRQ_ROUNDS, sizeof(stall[0]), msrdrv_cmp_u64, NULL);
+	return min_t(u64, stall[MSRDRV_IRQ_ROUNDS / 2], MSRDRV_IRQ_NS_MAX);
+}
+
 int msrdrv_sampler_init(void)
 {
 	int ret;
@@ -1051,6 +1134,8 @@ int msrdrv_sampler_init(void)
 		pr_err("sampler parameters out of range (see modinfo msrdrv)\n");
 		return -EINVAL;
 	}
+	if (!sampler_irq_ns)
+		sampler_irq_ns = msrdrv_irq_measure();
 	ret = cpuhp_setup_state_multi(CPUHP_AP_ONLINE_DYN,
 				      "msrdrv/sampler:online",
 				      msrdrv_sampler_online,

@@ -699,20 +699,28 @@ def test_ring_header_matches_the_library_view(dev: Device) -> None:
 SPIN = """
 import os, sys, time
 os.sched_setaffinity(0, {int(sys.argv[1])})
-best = 0
-for _ in range(3):  # the best of three: a loaded host only ever lowers a reading
-    n, end = 0, time.perf_counter() + 0.5
-    while time.perf_counter() < end:
-        n += 1
-    best = max(best, n)
-print(best)
+n, end = 0, time.perf_counter() + float(sys.argv[2])
+while time.perf_counter() < end:
+    n += 1
+print(n)
 """
 
 
+def spin_pair(seconds: float = 0.5) -> tuple[int, int]:
+    """Loop iterations of two spinners at once, pinned to CPUs 0 and 1, in `seconds` each."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SPIN, str(cpu), str(seconds)], stdout=subprocess.PIPE, text=True)
+        for cpu in (0, 1)
+    ]
+    n0, n1 = (int(p.communicate(timeout=60)[0]) for p in procs)
+    return n0, n1
+
+
 def spin(cpu: int) -> int:
-    """Loop iterations a spinner pinned to cpu manages in 0.5 s (the best of three)."""
-    r = subprocess.run([sys.executable, "-c", SPIN, str(cpu)], capture_output=True, text=True, check=True)
-    return int(r.stdout)
+    """Loop iterations a spinner pinned to cpu manages in 0.5 s (the best of three: a loaded
+    host only ever lowers a reading)."""
+    argv = [sys.executable, "-c", SPIN, str(cpu), "0.5"]
+    return max(int(subprocess.run(argv, capture_output=True, text=True, check=True).stdout) for _ in range(3))
 
 
 MEMBER_SAMPLERS = """
@@ -723,13 +731,21 @@ dev = Device(write=False)
 got = []
 for _ in range(4):  # sampler_max_user, each with sampler_max_ops_user reads at the member minimum
     try:
-        got.append(Sampler([0x10] * 16, period_ns=100_000, records=1024, device=dev))
+        got.append(Sampler([0x10] * 16, cpus=[1], period_ns=100_000, records=1024, device=dev))
     except MsrError as e:
         print(json.dumps(["refused", e.errno, str(e)]), flush=True)
 print(json.dumps(["running", len(got)]), flush=True)
 sys.stdin.readline()
 print(json.dumps([h.throttled for s in got for h in s.status()]), flush=True)
 """
+
+
+def irq_ns() -> int:
+    """What the module measured at load for one timer interrupt (sampler_irq_ns)."""
+    return int(IRQ_NS.read_text())
+
+
+IRQ_NS = Path("/sys/module/msrdrv/parameters/sampler_irq_ns")
 
 
 HRTIMER_TOOK = re.compile(r"hrtimer: interrupt took (\d+) ns")
@@ -756,15 +772,17 @@ def _loaded(kind: str, before: str) -> list[str]:
 
 
 def test_a_members_worst_samplers_leave_a_spinner_its_cpu(dev: Device, tmp_path: Path) -> None:
-    """4 member samplers of 16 reads at 100 us on every CPU: by default at most 5 % of a CPU
-    (some are refused at START when one tick alone cannot fit): a spinner keeps most of its
-    throughput.  The figures go to results/sampler-budget.txt."""
+    """4 member samplers of 16 reads at 100 us on CPU 1 (the budget is per CPU: on every CPU
+    each gets the same): by default at most 5 % of it (some may be refused at START when one
+    tick alone cannot fit), so a spinner on CPU 1 keeps most of its throughput.  CPU 0 runs a
+    spinner at the same moments: under TCG each interrupt also costs the emulator's own threads,
+    which slows every vCPU, and the figures go to results/sampler-budget.txt beside it."""
     from msrctl.admin import allowlist
     from msrctl.admin.allowlist import Entry
 
     allowlist.load(dev.fd, [Entry(0x10, 0)])
     try:
-        idle = spin(1)
+        idle = [spin_pair()]
         before = subprocess.run(["dmesg"], capture_output=True, text=True, check=True).stdout
         p = subprocess.Popen(
             [*MEMBER, sys.executable, "-c", MEMBER_SAMPLERS],
@@ -778,23 +796,97 @@ def test_a_members_worst_samplers_leave_a_spinner_its_cpu(dev: Device, tmp_path:
             lines.append(line.strip())
         refused = [line for line in lines if line.startswith('["refused"')]
         assert all(f", {errno.EDQUOT}, " in line for line in refused), refused  # only the budget refuses
-        loaded = spin(1)
+        loaded = [spin_pair() for _ in range(3)]
         p.stdin.write("\n")
         p.stdin.flush()
-        throttled = p.stdout.readline().strip()
+        throttled = json.loads(p.stdout.readline())
         assert p.wait(timeout=60) == 0
     finally:
         allowlist.clear(dev.fd)
-    idle = max(idle, spin(1))  # idle again, after: the larger baseline, so noise cannot flatter
-    share = loaded / idle
+    idle.append(spin_pair())  # idle again, after: the larger baseline, so noise cannot flatter
+    # the best reading of each: a loaded host only ever lowers one
+    share = [max(r[cpu] for r in loaded) / max(r[cpu] for r in idle) for cpu in (0, 1)]
     (results_dir() / "sampler-budget.txt").open("a").write(
-        f"member worst case (TCG): {lines[-1]} samplers, {len(refused)} refused (EDQUOT); spinner kept "
-        f"{100 * share:.1f}% of its idle throughput; throttled periods per ring {throttled}\n"
+        f"member worst case (TCG, sampler_irq_ns {irq_ns()}): {lines[-1]} samplers on CPU 1, "
+        f"{len(refused)} refused (EDQUOT); a spinner on CPU 1 kept {100 * share[1]:.1f}% of its idle "
+        f"throughput, one on CPU 0 (not sampled) {100 * share[0]:.1f}%; throttled periods per sampler {throttled}\n"
     )
-    # "most of its throughput": 92-100 % in the TCG guest alone; 79 % on the debug kernel with
-    # two guests sharing the host's two cores (make test-debug), where every reading is noisier
-    assert share >= 0.70, (idle, loaded, lines, throttled)
+    assert sum(throttled) > 0  # the budget was reached and held
+    # "most of its throughput": 90-95 % on CPU 1 in the TCG guest alone, 65-92 % without the budget
+    assert share[1] >= 0.70, (idle, loaded, lines, throttled)
     assert _loaded("member", before) == []
+
+
+SLOW_SAMPLER = """
+import json, sys, time
+from msrctl.device.msrdrv import Device
+from msrctl.ksampler import Sampler
+with Sampler([0x10] * 2, cpus=[1], period_ns=2_000_000, records=4096, device=Device(write=False)) as s:
+    time.sleep(float(sys.argv[1]))
+    h = s.status()[0]
+    print(json.dumps([h.head, h.missed, h.throttled]))
+"""
+
+
+def slow_member_sampler(seconds: float = 1.5) -> tuple[int, int, int]:
+    """A member's sampler of 2 reads every 2 ms on CPU 1: records, missed and throttled periods."""
+    r = subprocess.run(
+        [*MEMBER, sys.executable, "-c", SLOW_SAMPLER, str(seconds)],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    head, missed, throttled = json.loads(r.stdout)
+    return head, missed, throttled
+
+
+def test_a_slow_sampler_is_not_throttled_for_time_that_was_not_its(dev: Device) -> None:
+    """A tick is charged its own time and one interrupt's measured cost, not its lateness: a
+    vCPU the host descheduled, or another handler, delays a tick without the sampler costing
+    more.  Charged its lateness, this sampler lost about two thirds of its ticks under TCG."""
+    from msrctl.admin import allowlist
+    from msrctl.admin.allowlist import Entry
+
+    allowlist.load(dev.fd, [Entry(0x10, 0)])
+    try:
+        head, missed, throttled = slow_member_sampler()
+    finally:
+        allowlist.clear(dev.fd)
+    periods = head + missed + throttled
+    (results_dir() / "sampler-budget.txt").open("a").write(
+        f"member 2 reads at 2 ms (TCG): {head} records, {missed} missed, {throttled} throttled\n"
+    )
+    assert periods >= 500, (head, missed, throttled)  # 750 in 1.5 s; the guest ran the timer
+    assert throttled <= periods // 50, (head, missed, throttled)  # 5 ticks of 10 ms: 6 % of 5 %
+
+
+def test_root_sets_the_interrupt_cost_and_the_budget_follows(dev: Device) -> None:
+    """sampler_irq_ns is measured at load (an empty hrtimer interrupt's stall, under TCG
+    tens of microseconds) and root may set it: at its ceiling of 1 ms, the same slow sampler
+    is throttled to about half its ticks (5 % of 10 ms is 500 us), then not again once the
+    measured value is back."""
+    from msrctl.admin import allowlist
+    from msrctl.admin.allowlist import Entry
+
+    measured = irq_ns()
+    assert 0 < measured <= 1_000_000, measured
+    mode = IRQ_NS.stat().st_mode & 0o777
+    assert mode == 0o644, oct(mode)  # root's to set, members' to read
+    allowlist.load(dev.fd, [Entry(0x10, 0)])
+    try:
+        IRQ_NS.write_text("50000000")  # above the ceiling: charged as 1 ms
+        try:
+            head, missed, throttled = slow_member_sampler()
+        finally:
+            IRQ_NS.write_text(str(measured))
+        after = slow_member_sampler()
+    finally:
+        allowlist.clear(dev.fd)
+    (results_dir() / "sampler-budget.txt").open("a").write(
+        f"sampler_irq_ns measured {measured}; member 2 reads at 2 ms charged 1 ms per interrupt: "
+        f"{head} records, {throttled} throttled; back at {measured}: {after[0]} records, {after[2]} throttled\n"
+    )
+    assert throttled >= 2 * head, (head, missed, throttled)  # one of a window's 5 ticks runs
+    assert after[2] <= (after[0] + after[1] + after[2]) // 50, after
 
 
 def test_roots_worst_samplers_leave_the_guest_responsive(dev: Device) -> None:
@@ -834,7 +926,8 @@ def test_roots_worst_samplers_leave_the_guest_responsive(dev: Device) -> None:
     idle = max(idle, spin(1))
     share = loaded / idle
     (results_dir() / "sampler-budget.txt").open("a").write(
-        f"root worst case (TCG): 16 samplers x {ops} reads at {period / 1000:g} us (the shortest START took); "
+        f"root worst case (TCG, sampler_irq_ns {irq_ns()}): "
+        f"16 samplers x {ops} reads at {period / 1000:g} us (the shortest START took); "
         f"a shell answered in {answered:.2f} s; "
         f"spinner kept {100 * share:.1f}% of its idle throughput; ring 0 of sampler 0 throttled {throttled}\n"
     )
