@@ -104,23 +104,52 @@ def boot(
         "--exec",
         wrapped,
     ]
+    # A second kernel console, warnings and worse, into a file (vng's serial console
+    # goes to /dev/null, and the 8250 driver has one console only): a virtio console on
+    # a bus of its own.  When a guest hangs, its soft-lockup, RCU-stall or hung-task
+    # lines survive it.
+    serial = results / f"console.{os.getpid()}.log"
+    argv += [
+        f"--qemu-opts=-device virtio-serial-pci,id=kcon -chardev file,id=kcons,path={serial} "
+        "-device virtconsole,bus=kcon.0,chardev=kcons",
+        "--append",
+        "console=hvc0",
+        "--append",
+        "loglevel=5",
+    ]
     for a in append or []:
         argv += ["--append", a]
     if pin:
         argv.append("--pin")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     start = time.monotonic()
-    if not run_piped(argv, env, timeout):
-        print(f"vm.py: guest did not finish within {timeout} s", file=sys.stderr)
-        return 124
-    print(f"vm.py: guest ran for {time.monotonic() - start:.1f} s", file=sys.stderr)
     try:
-        return int(rc_file.read_text().strip())
-    except (OSError, ValueError):
-        print("vm.py: the guest reported no exit status (crashed or did not boot)", file=sys.stderr)
-        return 125
+        if not run_piped(argv, env, timeout):
+            print(f"vm.py: guest did not finish within {timeout} s", file=sys.stderr)
+            _console_tail(serial)
+            return 124
+        print(f"vm.py: guest ran for {time.monotonic() - start:.1f} s", file=sys.stderr)
+        try:
+            return int(rc_file.read_text().strip())
+        except (OSError, ValueError):
+            print("vm.py: the guest reported no exit status (crashed or did not boot)", file=sys.stderr)
+            _console_tail(serial)
+            return 125
     finally:
         rc_file.unlink(missing_ok=True)
+        if serial.exists():
+            serial.replace(results / "console.log")
+
+
+def _console_tail(path: Path, lines: int = 60) -> None:
+    """The last lines the guest kernel printed on its console (warnings and worse)."""
+    try:
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return
+    print(f"vm.py: the guest kernel's console, last {len(tail)} lines (all in results/console.log):", file=sys.stderr)
+    for line in tail:
+        print(f"  {line}", file=sys.stderr)
 
 
 def _pump(src: Any, dst: Any) -> None:

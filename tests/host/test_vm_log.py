@@ -47,3 +47,29 @@ def test_a_redirected_log_keeps_what_came_before_the_guest(tmp_path: Path) -> No
     assert rc == 0
     assert out.read_text().splitlines() == ["stage before the boot", "guest console", "guest command"]
     assert err.read_text().splitlines()[0] == "stderr before the boot"
+
+
+HUNG_VNG = """\
+import re, sys
+opts = next(a for a in sys.argv if a.startswith("--qemu-opts="))
+path = re.search(r"chardev file,id=kcons,path=(\\S+)", opts).group(1)
+with open(path, "w") as f:  # what the guest kernel's hvc0 console would hold
+    f.write("[  100.0] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [python3:512]\\n")
+sys.exit(0)  # the command never ran: no exit status
+"""
+
+
+def test_a_guest_that_never_reports_shows_its_kernel_console(tmp_path: Path) -> None:
+    """The guest's kernel console goes to a file (warnings and worse): when no exit status
+    comes back, its last lines are printed, and the whole file stays in results/console.log."""
+    vng = tmp_path / "vng"
+    vng.write_text(f"#!{sys.executable}\n{HUNG_VNG}")
+    vng.chmod(0o755)
+    r = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(ROOT / "tests"), str(vng), str(tmp_path / "results")],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 125, r.stderr
+    assert "reported no exit status" in r.stderr
+    assert "soft lockup - CPU#1 stuck for 22s" in r.stderr
+    assert "soft lockup" in (tmp_path / "results" / "console.log").read_text()
