@@ -1059,6 +1059,10 @@ out_ops:
 /* --- what a timer interrupt costs ---------------------------------------- */
 
 #define MSRDRV_IRQ_ROUNDS	9
+/* A round waits this long for its timer: past a tick (HZ=100), if hrtimers are low-res. */
+#define MSRDRV_IRQ_WAIT_NS	(12 * NSEC_PER_MSEC)
+/* Charged when no round saw its interrupt: a guess, said in the log. */
+#define MSRDRV_IRQ_NS_GUESS	(10 * NSEC_PER_USEC)
 
 static struct hrtimer msrdrv_irq_timer;
 static bool msrdrv_irq_fired;
@@ -1071,7 +1075,8 @@ static enum hrtimer_restart msrdrv_irq_probe(struct hrtimer *timer)
 
 /*
  * The longest stall a task spinning on the clock sees while one empty
- * hrtimer interrupt comes and goes: what that interrupt cost it.
+ * hrtimer interrupt comes and goes: what that interrupt cost it.  0 if
+ * the interrupt did not come.
  */
 static u64 msrdrv_irq_stall(void)
 {
@@ -1081,14 +1086,15 @@ static u64 msrdrv_irq_stall(void)
 	hrtimer_start(&msrdrv_irq_timer, ns_to_ktime(20 * NSEC_PER_USEC),
 		      HRTIMER_MODE_REL_PINNED_HARD);
 	prev = ktime_get_ns();
-	stop = prev + NSEC_PER_MSEC;
+	stop = prev + MSRDRV_IRQ_WAIT_NS;
 	do {
 		now = ktime_get_ns();
 		stall = max(stall, now - prev);
 		prev = now;
 	} while (!READ_ONCE(msrdrv_irq_fired) && now < stop);
 	/* It may have come between the last clock read and the check. */
-	return max(stall, ktime_get_ns() - prev);
+	now = ktime_get_ns();
+	return READ_ONCE(msrdrv_irq_fired) ? max(stall, now - prev) : 0;
 }
 
 static int msrdrv_cmp_u64(const void *a, const void *b)
@@ -1099,25 +1105,34 @@ static int msrdrv_cmp_u64(const void *a, const void *b)
 }
 
 /*
- * The median of a few rounds on this CPU: one round may also hold another
- * interrupt or, in a guest, time the vCPU was not running.
+ * The median of the rounds whose interrupt came, on this CPU: one round
+ * may also hold another interrupt or, in a guest, time the vCPU was not
+ * running.
  */
 static u64 msrdrv_irq_measure(void)
 {
-	u64 stall[MSRDRV_IRQ_ROUNDS];
-	int i;
+	u64 stall[MSRDRV_IRQ_ROUNDS], t;
+	int i, n = 0;
 
 	msrdrv_hrtimer_setup(&msrdrv_irq_timer, msrdrv_irq_probe,
 			     CLOCK_MONOTONIC, HRTIMER_MODE_REL_PINNED_HARD);
 	for (i = 0; i < MSRDRV_IRQ_ROUNDS; i++) {
 		preempt_disable();
-		stall[i] = msrdrv_irq_stall();
+		t = msrdrv_irq_stall();
 		preempt_enable();
 		hrtimer_cancel(&msrdrv_irq_timer);	/* if it never came */
+		if (t)
+			stall[n++] = t;
 		cond_resched();
 	}
-	sort(stall, MSRDRV_IRQ_ROUNDS, sizeof(stall[0]), msrdrv_cmp_u64, NULL);
-	return min_t(u64, stall[MSRDRV_IRQ_ROUNDS / 2], MSRDRV_IRQ_NS_MAX);
+	if (!n) {
+		pr_warn("no timer interrupt within %u ms: charging sampler ticks %ld ns each (set sampler_irq_ns)\n",
+			(unsigned int)(MSRDRV_IRQ_WAIT_NS / NSEC_PER_MSEC),
+			MSRDRV_IRQ_NS_GUESS);
+		return MSRDRV_IRQ_NS_GUESS;
+	}
+	sort(stall, n, sizeof(stall[0]), msrdrv_cmp_u64, NULL);
+	return min_t(u64, stall[n / 2], MSRDRV_IRQ_NS_MAX);
 }
 
 int msrdrv_sampler_init(void)

@@ -68,6 +68,7 @@ def main() -> int:
     ap.add_argument("--gcov", type=Path, metavar="DIR", help="module with coverage; the guest saves it in DIR")
     ap.add_argument("--debug-dmesg", action="store_true", help="flag sanitizer and lockdep reports too")
     ap.add_argument("--timeout", type=int, default=3600, help="limit for the whole guest run (s)")
+    ap.add_argument("--append", action="append", default=[], help="extra kernel command-line option")
     # Several guests sharing one build (tests/debug/run.sh's shards): build
     # once, then boot each without rebuilding the module under the others.
     build = ap.add_mutually_exclusive_group()
@@ -104,7 +105,13 @@ def main() -> int:
         args.gcov.mkdir(parents=True, exist_ok=True)
         guest_cmd = f"MSRDRV_GCOV_OUT={shlex.quote(str(args.gcov.resolve()))} {guest_cmd}"
     rc = vm.boot(
-        guest_cmd, kernel, cpus=args.cpus, results=results, timeout=args.timeout, kernel_image=args.kernel_image
+        guest_cmd,
+        kernel,
+        cpus=args.cpus,
+        results=results,
+        timeout=args.timeout,
+        append=args.append,
+        kernel_image=args.kernel_image,
     )
     t_total = time.monotonic() - t0
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from .. import errors
 from ..device import cpus
+from ..device.ops import MASK_ALL
 from ..errors import ASK_FOR_LIST, LOAD_PROFILE, MsrctlError
 from . import system
 
@@ -200,7 +201,7 @@ def access_denied(kind: str, msr: int, name: str | None, mask: int, entries: Seq
     refused = protected.explain(msr, name)
     if refused:
         return f"{refused}; msrdrv never lets group members read or write it", "run it as root (CAP_SYS_RAWIO)"
-    mask &= (1 << 64) - 1
+    mask &= MASK_ALL
     line = f"{msr:#x} 0x0" if kind == "read" else f"{msr:#x} {mask:#x}"
     if entries is None:
         return "not permitted by the msrdrv allowlist (none loaded, or it does not list this MSR for this access)", (

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from ..device.ops import MASK_ALL
 from .allowlist import Entry
 
 DATA = Path(__file__).parent.parent / "data" / "sticky_bits.json"
-ALL_ONES = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def hazard(entry: Entry) -> str | None:
 
     A mask of all ones is a plain write (nothing is read back), and a mask of 0 grants no write."""
     reg = registers().get(entry.msr)
-    if reg is None or entry.write_mask in (0, ALL_ONES):
+    if reg is None or entry.write_mask in (0, MASK_ALL):
         return None
     stale = reg.bits & ~entry.write_mask
     if not stale:

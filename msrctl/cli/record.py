@@ -254,6 +254,12 @@ def _loop(plan: Any, ticks: Any, interval_ns: int, count: Optional[int], command
             f"kernel sampler: {dropped} records dropped (ring full), {skipped} ticks skipped by the timer, "
             f"{throttled} throttled (interrupt budget)"
         )
+        if throttled:
+            _note(
+                "throttled: the samplers on a CPU reached their share of it (module parameters "
+                "sampler_cpu_pct, sampler_cpu_pct_user without CAP_SYS_RAWIO; each interrupt is charged "
+                "sampler_irq_ns): sample less often or fewer registers, or ask root to raise the share"
+            )
     if failure is not None:
         if proc is not None:
             proc.wait()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 KINDS = ("read", "write", "rdtsc", "nop", "stop")
+MASK_ALL = (1 << 64) - 1  # a write mask of every bit: as msrdrv, a plain write
 
 
 class Op(NamedTuple):

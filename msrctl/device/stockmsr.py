@@ -25,11 +25,11 @@ from typing import Any
 
 from . import abi
 from .msrdrv import Batch, DeviceError, OpResult, read_on
+from .ops import MASK_ALL
 
 STOCK_DIR = "/dev/cpu"
 BACKEND = "msr"
 _TSC = 0x10  # IA32_TIME_STAMP_COUNTER: RDTSC on another CPU, through its node
-_ALL = (1 << 64) - 1
 _CPU_SELF = abi.CPU_SELF
 _READ, _WRITE, _RDTSC, _STOP = abi.OP_READ, abi.OP_WRITE, abi.OP_RDTSC, abi.OP_STOP
 
@@ -153,9 +153,9 @@ class StockDevice:
                     return errno.EIO
                 o.value = tsc
             else:
-                mask = o.mask if o.flags & abi.OPF_MASKED else _ALL
+                mask = o.mask if o.flags & abi.OPF_MASKED else MASK_ALL
                 value = int(o.value)
-                if mask != _ALL:  # as msrdrv: all bits is a plain write, so write-only MSRs work
+                if mask != MASK_ALL:  # as msrdrv: all bits is a plain write, so write-only MSRs work
                     value = (self._rdmsr(fd, o.msr) & ~mask) | (value & mask)
                 os.pwrite(fd, value.to_bytes(8, "little"), o.msr)
                 if o.flags & abi.OPF_MASKED:

@@ -63,8 +63,13 @@ for i in "${!shards[@]}"; do
 	echo "${shards[$i]}" >"$d/files.txt"
 	log "shard$((i + 1)): ${shards[$i]}"
 	eval "set -- ${shards[$i]}"
+	# no5lvl: 4-level paging.  QEMU's "max" CPU has LA57, and 6.1's
+	# identify_cpu() clears the boot CPU's feature words (LA57 with them)
+	# with interrupts on: an interrupt in that window has KASAN misjudge a
+	# 5-level direct-map address as wild (seen twice, at 2.7 s and 3.9 s
+	# of boot, before any module loads).
 	"$PY" tests/suite.py --no-build --kdir "$tree" --kernel-image "$tree" --gcov "$d/gcov" \
-		--debug-dmesg --results "$d" --timeout "${MSRDRV_DEBUG_TIMEOUT:-7200}" \
+		--append no5lvl --debug-dmesg --results "$d" --timeout "${MSRDRV_DEBUG_TIMEOUT:-7200}" \
 		-- --timeout="${MSRDRV_DEBUG_TEST_TIMEOUT:-900}" "$@" >"$d/suite.log" 2>&1 &
 	shard_of[$!]=shard$((i + 1))
 	# vng links the tree's modules into <tree>/.virtme_mods as it starts: let

@@ -154,6 +154,30 @@ def test_member_with_the_telemetry_profile(no_list: Device) -> None:
     assert len(rows) == 3 * _per_sample()
 
 
+IRQ_NS = Path("/sys/module/msrdrv/parameters/sampler_irq_ns")
+
+
+def test_a_throttled_recording_says_why_and_what_to_change(no_list: Device) -> None:
+    """Each interrupt charged 1 ms (root's setting): a member's 2 ms recording runs one tick
+    per 10 ms window, and the summary names the throttled periods, the parameters and the fix."""
+    assert msrctl("allowlist", "load", "--profile", "telemetry").returncode == 0
+    measured = IRQ_NS.read_text().strip()
+    IRQ_NS.write_text("1000000")
+    try:
+        r = msrctl("record", "--kernel-timer", "-i", "2ms", "-n", "20", user=MEMBER)
+    finally:
+        IRQ_NS.write_text(measured)
+    assert r.returncode == 0, r.stderr
+    summary = next(line for line in r.stderr.splitlines() if line.startswith("msrctl: record: kernel sampler: "))
+    throttled = int(summary.split(", ")[-1].split()[0])
+    assert throttled >= 20, summary  # 4 of every window's 5 periods
+    assert (
+        "msrctl: record: throttled: the samplers on a CPU reached their share of it (module parameters "
+        "sampler_cpu_pct, sampler_cpu_pct_user without CAP_SYS_RAWIO; each interrupt is charged sampler_irq_ns): "
+        "sample less often or fewer registers, or ask root to raise the share\n"
+    ) in r.stderr
+
+
 def test_the_stock_msr_driver_has_no_kernel_timer(dev: Device) -> None:
     loaded_here = cpu_driver_in("msr")
     try:
