@@ -1074,27 +1074,33 @@ static enum hrtimer_restart msrdrv_irq_probe(struct hrtimer *timer)
 }
 
 /*
- * The longest stall a task spinning on the clock sees while one empty
- * hrtimer interrupt comes and goes: what that interrupt cost it.  0 if
- * the interrupt did not come.
+ * The stall a task spinning on the clock sees when one empty hrtimer
+ * interrupt comes and goes: what that interrupt cost it.  0 if the
+ * interrupt did not come, or came before the spinning began (arming a
+ * timer is slow on a debug kernel under emulation).
  */
 static u64 msrdrv_irq_stall(void)
 {
-	u64 prev, now, stall = 0, stop;
+	u64 prev, now, stop;
 
 	WRITE_ONCE(msrdrv_irq_fired, false);
-	hrtimer_start(&msrdrv_irq_timer, ns_to_ktime(20 * NSEC_PER_USEC),
+	hrtimer_start(&msrdrv_irq_timer, ns_to_ktime(100 * NSEC_PER_USEC),
 		      HRTIMER_MODE_REL_PINNED_HARD);
-	prev = ktime_get_ns();
-	stop = prev + MSRDRV_IRQ_WAIT_NS;
-	do {
-		now = ktime_get_ns();
-		stall = max(stall, now - prev);
-		prev = now;
-	} while (!READ_ONCE(msrdrv_irq_fired) && now < stop);
-	/* It may have come between the last clock read and the check. */
 	now = ktime_get_ns();
-	return READ_ONCE(msrdrv_irq_fired) ? max(stall, now - prev) : 0;
+	if (READ_ONCE(msrdrv_irq_fired))
+		return 0;
+	stop = now + MSRDRV_IRQ_WAIT_NS;
+	do {
+		prev = now;
+		now = ktime_get_ns();
+		if (READ_ONCE(msrdrv_irq_fired))
+			/*
+			 * It came before this clock read, or after it and
+			 * before the check: the next read covers the latter.
+			 */
+			return max(now - prev, ktime_get_ns() - now);
+	} while (now < stop);
+	return 0;
 }
 
 static int msrdrv_cmp_u64(const void *a, const void *b)
@@ -1105,9 +1111,10 @@ static int msrdrv_cmp_u64(const void *a, const void *b)
 }
 
 /*
- * The median of the rounds whose interrupt came, on this CPU: one round
- * may also hold another interrupt or, in a guest, time the vCPU was not
- * running.
+ * The lower quartile of the rounds whose interrupt came, on this CPU:
+ * another interrupt, or in a guest time the vCPU was not running, only
+ * ever raises a round's figure, and under emulation most rounds may hold
+ * some.
  */
 static u64 msrdrv_irq_measure(void)
 {
@@ -1132,7 +1139,7 @@ static u64 msrdrv_irq_measure(void)
 		return MSRDRV_IRQ_NS_GUESS;
 	}
 	sort(stall, n, sizeof(stall[0]), msrdrv_cmp_u64, NULL);
-	return min_t(u64, stall[n / 2], MSRDRV_IRQ_NS_MAX);
+	return min_t(u64, stall[n / 4], MSRDRV_IRQ_NS_MAX);
 }
 
 int msrdrv_sampler_init(void)

@@ -889,6 +889,19 @@ def test_root_sets_the_interrupt_cost_and_the_budget_follows(dev: Device) -> Non
     assert after[2] <= (after[0] + after[1] + after[2]) // 50, after
 
 
+def test_an_interrupt_cost_given_at_load_is_kept(loaded: None) -> None:
+    """modprobe.d's sampler_irq_ns=N skips the measurement; without it the load measures."""
+    unload_module()
+    load_module("sampler_irq_ns=12345")
+    try:
+        given = irq_ns()
+    finally:
+        unload_module()
+        load_module()
+    assert given == 12345
+    assert 0 < irq_ns() <= 1_000_000
+
+
 def test_roots_worst_samplers_leave_the_guest_responsive(dev: Device) -> None:
     """16 samplers on every CPU of 64 reads each, at the shortest period START takes from root's
     10 us minimum up (doubling; a tick that cannot fit 25 % is refused with EDQUOT): the budget
