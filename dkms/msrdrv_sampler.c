@@ -1111,10 +1111,9 @@ static int msrdrv_cmp_u64(const void *a, const void *b)
 }
 
 /*
- * The lower quartile of the rounds whose interrupt came, on this CPU:
- * another interrupt, or in a guest time the vCPU was not running, only
- * ever raises a round's figure, and under emulation most rounds may hold
- * some.
+ * The median of the rounds whose interrupt came, on this CPU: one round
+ * may also hold another interrupt or, in a guest, time the vCPU was not
+ * running.
  */
 static u64 msrdrv_irq_measure(void)
 {
@@ -1139,7 +1138,7 @@ static u64 msrdrv_irq_measure(void)
 		return MSRDRV_IRQ_NS_GUESS;
 	}
 	sort(stall, n, sizeof(stall[0]), msrdrv_cmp_u64, NULL);
-	return min_t(u64, stall[n / 4], MSRDRV_IRQ_NS_MAX);
+	return min_t(u64, stall[n / 2], MSRDRV_IRQ_NS_MAX);
 }
 
 int msrdrv_sampler_init(void)
