@@ -812,7 +812,7 @@ def test_a_members_worst_samplers_leave_a_spinner_its_cpu(dev: Device, tmp_path:
         f"throughput, one on CPU 0 (not sampled) {100 * share[0]:.1f}%; throttled periods per sampler {throttled}\n"
     )
     assert sum(throttled) > 0  # the budget was reached and held
-    # "most of its throughput": 90-95 % on CPU 1 in the TCG guest alone, 65-92 % without the budget
+    # "most of its throughput": 80-100 % on CPU 1 in the TCG guest, 64-92 % without the budget
     assert share[1] >= 0.70, (idle, loaded, lines, throttled)
     assert _loaded("member", before) == []
 
