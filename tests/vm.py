@@ -108,9 +108,9 @@ def boot(
     # goes to /dev/null, and the 8250 driver has one console only): a virtio console on
     # a bus of its own.  When a guest hangs, its soft-lockup, RCU-stall or hung-task
     # lines survive it.
-    serial = results / f"console.{os.getpid()}.log"
+    console = results / f"console.{os.getpid()}.log"
     argv += [
-        f"--qemu-opts=-device virtio-serial-pci,id=kcon -chardev file,id=kcons,path={serial} "
+        f"--qemu-opts=-device virtio-serial-pci,id=kcon -chardev file,id=kcons,path={console} "
         "-device virtconsole,bus=kcon.0,chardev=kcons",
         "--append",
         "console=hvc0",
@@ -126,28 +126,29 @@ def boot(
     try:
         if not run_piped(argv, env, timeout):
             print(f"vm.py: guest did not finish within {timeout} s", file=sys.stderr)
-            _console_tail(serial)
+            _console_tail(console, results / "console.log")
             return 124
         print(f"vm.py: guest ran for {time.monotonic() - start:.1f} s", file=sys.stderr)
         try:
             return int(rc_file.read_text().strip())
         except (OSError, ValueError):
             print("vm.py: the guest reported no exit status (crashed or did not boot)", file=sys.stderr)
-            _console_tail(serial)
+            _console_tail(console, results / "console.log")
             return 125
     finally:
         rc_file.unlink(missing_ok=True)
-        if serial.exists():
-            serial.replace(results / "console.log")
+        if console.exists():
+            console.replace(results / "console.log")
 
 
-def _console_tail(path: Path, lines: int = 60) -> None:
-    """The last lines the guest kernel printed on its console (warnings and worse)."""
+def _console_tail(path: Path, kept: Path, lines: int = 60) -> None:
+    """The last lines the guest kernel printed on its console (warnings and worse); the whole
+    file is kept as `kept`."""
     try:
         tail = path.read_text(errors="replace").splitlines()[-lines:]
     except OSError:
         return
-    print(f"vm.py: the guest kernel's console, last {len(tail)} lines (all in results/console.log):", file=sys.stderr)
+    print(f"vm.py: the guest kernel's console, last {len(tail)} lines (all in {kept}):", file=sys.stderr)
     for line in tail:
         print(f"  {line}", file=sys.stderr)
 

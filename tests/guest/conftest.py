@@ -24,6 +24,8 @@ from msrctl.device.abi import ffi  # noqa: E402
 from msrctl.device.msrdrv import Batch, Device  # noqa: E402
 
 NODE = Path(abi.DEVICE)
+# What the module measured at load (or root set) for one timer interrupt: the sampler budget's charge.
+SAMPLER_IRQ_NS = Path("/sys/module/msrdrv/parameters/sampler_irq_ns")
 KVER = os.environ.get("MSRDRV_KVER") or os.uname().release
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MEMBER, REPO, Device, cpu_driver_in, cpu_driver_out, online_cpus, set_cpu_online
+from conftest import MEMBER, REPO, SAMPLER_IRQ_NS, Device, cpu_driver_in, cpu_driver_out, online_cpus, set_cpu_online
 
 from msrctl.admin import allowlist
 from msrctl.device import backend
@@ -154,19 +154,16 @@ def test_member_with_the_telemetry_profile(no_list: Device) -> None:
     assert len(rows) == 3 * _per_sample()
 
 
-IRQ_NS = Path("/sys/module/msrdrv/parameters/sampler_irq_ns")
-
-
 def test_a_throttled_recording_says_why_and_what_to_change(no_list: Device) -> None:
     """Each interrupt charged 1 ms (root's setting): a member's 2 ms recording runs one tick
     per 10 ms window, and the summary names the throttled periods, the parameters and the fix."""
     assert msrctl("allowlist", "load", "--profile", "telemetry").returncode == 0
-    measured = IRQ_NS.read_text().strip()
-    IRQ_NS.write_text("1000000")
+    measured = SAMPLER_IRQ_NS.read_text().strip()
+    SAMPLER_IRQ_NS.write_text("1000000")
     try:
         r = msrctl("record", "--kernel-timer", "-i", "2ms", "-n", "20", user=MEMBER)
     finally:
-        IRQ_NS.write_text(measured)
+        SAMPLER_IRQ_NS.write_text(measured)
     assert r.returncode == 0, r.stderr
     summary = next(line for line in r.stderr.splitlines() if line.startswith("msrctl: record: kernel sampler: "))
     throttled = int(summary.split(", ")[-1].split()[0])

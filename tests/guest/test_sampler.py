@@ -29,6 +29,7 @@ import pytest
 from conftest import (
     MEMBER,
     REPO,
+    SAMPLER_IRQ_NS,
     Device,
     Pages,
     abi,
@@ -742,10 +743,7 @@ print(json.dumps([h.throttled for s in got for h in s.status()]), flush=True)
 
 def irq_ns() -> int:
     """What the module measured at load for one timer interrupt (sampler_irq_ns)."""
-    return int(IRQ_NS.read_text())
-
-
-IRQ_NS = Path("/sys/module/msrdrv/parameters/sampler_irq_ns")
+    return int(SAMPLER_IRQ_NS.read_text())
 
 
 HRTIMER_TOOK = re.compile(r"hrtimer: interrupt took (\d+) ns")
@@ -812,7 +810,7 @@ def test_a_members_worst_samplers_leave_a_spinner_its_cpu(dev: Device, tmp_path:
         f"throughput, one on CPU 0 (not sampled) {100 * share[0]:.1f}%; throttled periods per sampler {throttled}\n"
     )
     assert sum(throttled) > 0  # the budget was reached and held
-    # "most of its throughput": 80-100 % on CPU 1 in the TCG guest, 64-92 % without the budget
+    # "most of its throughput": 76-100 % on CPU 1 in the TCG guest, 64-92 % without the budget
     assert share[1] >= 0.70, (idle, loaded, lines, throttled)
     assert _loaded("member", before) == []
 
@@ -842,7 +840,7 @@ def slow_member_sampler(seconds: float = 1.5) -> tuple[int, int, int]:
 def test_a_slow_sampler_is_not_throttled_for_time_that_was_not_its(dev: Device) -> None:
     """A tick is charged its own time and one interrupt's measured cost, not its lateness: a
     vCPU the host descheduled, or another handler, delays a tick without the sampler costing
-    more.  Charged its lateness, this sampler lost about two thirds of its ticks under TCG."""
+    more.  Charged its lateness, this sampler lost about half its ticks under TCG (406 of 751)."""
     from msrctl.admin import allowlist
     from msrctl.admin.allowlist import Entry
 
@@ -869,15 +867,15 @@ def test_root_sets_the_interrupt_cost_and_the_budget_follows(dev: Device) -> Non
 
     measured = irq_ns()
     assert 0 < measured <= 1_000_000, measured
-    mode = IRQ_NS.stat().st_mode & 0o777
+    mode = SAMPLER_IRQ_NS.stat().st_mode & 0o777
     assert mode == 0o644, oct(mode)  # root's to set, members' to read
     allowlist.load(dev.fd, [Entry(0x10, 0)])
     try:
-        IRQ_NS.write_text("50000000")  # above the ceiling: charged as 1 ms
+        SAMPLER_IRQ_NS.write_text("50000000")  # above the ceiling: charged as 1 ms
         try:
             head, missed, throttled = slow_member_sampler()
         finally:
-            IRQ_NS.write_text(str(measured))
+            SAMPLER_IRQ_NS.write_text(str(measured))
         after = slow_member_sampler()
     finally:
         allowlist.clear(dev.fd)
