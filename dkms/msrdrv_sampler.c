@@ -39,6 +39,7 @@
 #include <linux/cpu.h>
 #include <linux/cpuhotplug.h>
 #include <linux/cpumask.h>
+#include <linux/delay.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/hrtimer.h>
@@ -54,7 +55,6 @@
 #include <linux/sched.h>
 #include <linux/sizes.h>
 #include <linux/slab.h>
-#include <linux/sort.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
@@ -432,6 +432,14 @@ static void msrdrv_ring_sample(struct msrdrv_ring *r)
 	msrdrv_ring_commit(r, false);
 }
 
+/* Charge this CPU's window; a member's sampler also its members' share. */
+static void msrdrv_budget_charge(struct msrdrv_budget *b, bool rawio, u64 ns)
+{
+	b->used += ns;
+	if (!rawio)
+		b->used_user += ns;
+}
+
 static enum hrtimer_restart msrdrv_sampler_tick(struct hrtimer *timer)
 {
 	struct msrdrv_ring *r = container_of(timer, struct msrdrv_ring, timer);
@@ -467,9 +475,7 @@ static enum hrtimer_restart msrdrv_sampler_tick(struct hrtimer *timer)
 		      ktime_add_ns(b->start, MSRDRV_BUDGET_WINDOW_NS);
 		overruns = hrtimer_forward(timer, end, s->period);
 		WRITE_ONCE(r->hdr->throttled, r->hdr->throttled + overruns);
-		b->used += entry;
-		if (!s->rawio)
-			b->used_user += entry;
+		msrdrv_budget_charge(b, s->rawio, entry);
 		b->last_end = ktime_get();
 		return HRTIMER_RESTART;
 	}
@@ -478,9 +484,7 @@ static enum hrtimer_restart msrdrv_sampler_tick(struct hrtimer *timer)
 	cost = ktime_sub(end, now);
 	b->last_end = end;
 	b->burst += cost + (same ? entry : 0);
-	b->used += cost + entry;
-	if (!s->rawio)
-		b->used_user += cost + entry;
+	msrdrv_budget_charge(b, s->rawio, cost + entry);
 	/* From the tick's end: a tick longer than a period counts as missed. */
 	overruns = hrtimer_forward(timer, end, s->period);
 	if (overruns > 1)
@@ -1058,7 +1062,7 @@ out_ops:
 
 /* --- what a timer interrupt costs ---------------------------------------- */
 
-#define MSRDRV_IRQ_ROUNDS	9
+#define MSRDRV_IRQ_ROUNDS	25
 /* A round waits this long for its timer: past a tick (HZ=100), if hrtimers are low-res. */
 #define MSRDRV_IRQ_WAIT_NS	(12 * NSEC_PER_MSEC)
 /* Charged when no round saw its interrupt: a guess, said in the log. */
@@ -1103,23 +1107,18 @@ static u64 msrdrv_irq_stall(void)
 	return 0;
 }
 
-static int msrdrv_cmp_u64(const void *a, const void *b)
-{
-	u64 x = *(const u64 *)a, y = *(const u64 *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /*
- * The lower quartile of the rounds whose interrupt came, on this CPU:
- * another interrupt, or in a guest time the vCPU was not running, only
- * ever raises a round's figure, and on a busy host most rounds can hold
- * some (a median once took 129 us where rounds alone take 13-20).
+ * The least stall of the rounds whose interrupt came, on this CPU: another
+ * interrupt, or in a guest time the vCPU or the emulator's own thread was
+ * not running, only ever raises a round's figure, never lowers it.  Under
+ * TCG on a busy host most rounds hold some (a lower quartile of 9 once took
+ * 739 us where rounds alone take 13-20), so the rounds are many and spread
+ * over a few milliseconds each, to meet the host's quieter moments.
  */
 static u64 msrdrv_irq_measure(void)
 {
-	u64 stall[MSRDRV_IRQ_ROUNDS], t;
-	int i, n = 0;
+	u64 least = U64_MAX, t;
+	int i;
 
 	msrdrv_hrtimer_setup(&msrdrv_irq_timer, msrdrv_irq_probe,
 			     CLOCK_MONOTONIC, HRTIMER_MODE_REL_PINNED_HARD);
@@ -1129,17 +1128,16 @@ static u64 msrdrv_irq_measure(void)
 		preempt_enable();
 		hrtimer_cancel(&msrdrv_irq_timer);	/* if it never came */
 		if (t)
-			stall[n++] = t;
-		cond_resched();
+			least = min(least, t);
+		usleep_range(1000, 3000);
 	}
-	if (!n) {
+	if (least == U64_MAX) {
 		pr_warn("no timer interrupt within %u ms: charging sampler ticks %ld ns each (set sampler_irq_ns)\n",
 			(unsigned int)(MSRDRV_IRQ_WAIT_NS / NSEC_PER_MSEC),
 			MSRDRV_IRQ_NS_GUESS);
 		return MSRDRV_IRQ_NS_GUESS;
 	}
-	sort(stall, n, sizeof(stall[0]), msrdrv_cmp_u64, NULL);
-	return min_t(u64, stall[n / 4], MSRDRV_IRQ_NS_MAX);
+	return min_t(u64, least, MSRDRV_IRQ_NS_MAX);
 }
 
 int msrdrv_sampler_init(void)
