@@ -109,6 +109,7 @@ def boot(
     # a bus of its own.  When a guest hangs, its soft-lockup, RCU-stall or hung-task
     # lines survive it.
     console = results / f"console.{os.getpid()}.log"
+    kept = results / "console.log"  # where the console is kept after the guest
     argv += [
         f"--qemu-opts=-device virtio-serial-pci,id=kcon -chardev file,id=kcons,path={console} "
         "-device virtconsole,bus=kcon.0,chardev=kcons",
@@ -126,19 +127,19 @@ def boot(
     try:
         if not run_piped(argv, env, timeout):
             print(f"vm.py: guest did not finish within {timeout} s", file=sys.stderr)
-            _console_tail(console, results / "console.log")
+            _console_tail(console, kept)
             return 124
         print(f"vm.py: guest ran for {time.monotonic() - start:.1f} s", file=sys.stderr)
         try:
             return int(rc_file.read_text().strip())
         except (OSError, ValueError):
             print("vm.py: the guest reported no exit status (crashed or did not boot)", file=sys.stderr)
-            _console_tail(console, results / "console.log")
+            _console_tail(console, kept)
             return 125
     finally:
         rc_file.unlink(missing_ok=True)
         if console.exists():
-            console.replace(results / "console.log")
+            console.replace(kept)
 
 
 def _console_tail(path: Path, kept: Path, lines: int = 60) -> None:

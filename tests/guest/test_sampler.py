@@ -717,6 +717,12 @@ def spin_pair(seconds: float = 0.5) -> tuple[int, int]:
     return n0, n1
 
 
+def budget_note(text: str) -> None:
+    """One line for results/sampler-budget.txt, where the budget tests' figures go."""
+    with (results_dir() / "sampler-budget.txt").open("a") as f:
+        f.write(text + "\n")
+
+
 def kept(loaded_round: Callable[[], tuple[int, int]], cpu: int, enough: float) -> tuple[list[float], int]:
     """The share of its idle throughput a spinner keeps on CPUs 0 and 1 while loaded_round runs.
 
@@ -728,15 +734,16 @@ def kept(loaded_round: Callable[[], tuple[int, int]], cpu: int, enough: float) -
     shares and the rounds run."""
     idle: list[tuple[int, int]] = []
     loaded: list[tuple[int, int]] = []
-    share = [0.0, 0.0]
-    while len(loaded) < 3 or (share[cpu] < enough and len(loaded) < 6):
+
+    def shares() -> list[float]:
+        return [max(r[c] for r in loaded) / max(r[c] for r in idle) for c in (0, 1)]
+
+    while len(loaded) < 3 or (shares()[cpu] < enough and len(loaded) < 6):
         idle.append(spin_pair())
         loaded.append(loaded_round())
-        share = [max(r[c] for r in loaded) / max(r[c] for r in idle) for c in (0, 1)]
     idle.append(spin_pair())
-    share = [max(r[c] for r in loaded) / max(r[c] for r in idle) for c in (0, 1)]
-    (results_dir() / "sampler-budget.txt").open("a").write(f"  spinner readings: idle {idle}, loaded {loaded}\n")
-    return share, len(loaded)
+    budget_note(f"  spinner readings: idle {idle}, loaded {loaded}")
+    return shares(), len(loaded)
 
 
 MEMBER_SAMPLERS = """
@@ -778,7 +785,7 @@ def _loaded(kind: str, before: str) -> list[str]:
     for line in log.splitlines():
         took = HRTIMER_TOOK.search(line)
         if took:
-            (results_dir() / "sampler-budget.txt").open("a").write(f"{kind}: {line.strip()}\n")
+            budget_note(f"{kind}: {line.strip()}")
         if any(b in line for b in bad) or (took and int(took.group(1)) > HRTIMER_MOST_NS):
             out.append(f"{kind}: {line}")
     return out
@@ -794,6 +801,7 @@ def test_a_members_worst_samplers_leave_a_spinner_its_cpu(dev: Device, tmp_path:
     from msrctl.admin.allowlist import Entry
 
     lines: list[str] = []
+    refused: list[str] = []
     throttled: list[int] = []
 
     def member_round() -> tuple[int, int]:
@@ -813,7 +821,7 @@ def test_a_members_worst_samplers_leave_a_spinner_its_cpu(dev: Device, tmp_path:
         p.stdin.flush()
         throttled.extend(json.loads(p.stdout.readline()))
         assert p.wait(timeout=60) == 0
-        refused = [line for line in lines if line.startswith('["refused"')]
+        refused[:] = [line for line in lines if line.startswith('["refused"')]
         assert all(f", {errno.EDQUOT}, " in line for line in refused), refused  # only the budget refuses
         return reading
 
@@ -823,12 +831,11 @@ def test_a_members_worst_samplers_leave_a_spinner_its_cpu(dev: Device, tmp_path:
         share, rounds = kept(member_round, 1, 0.70)
     finally:
         allowlist.clear(dev.fd)
-    refused = [line for line in lines if line.startswith('["refused"')]
-    (results_dir() / "sampler-budget.txt").open("a").write(
+    budget_note(
         f"member worst case (TCG, sampler_irq_ns {irq_ns()}): {lines[-1]} samplers on CPU 1, "
         f"{len(refused)} refused (EDQUOT); over {rounds} rounds a spinner on CPU 1 kept {100 * share[1]:.1f}% "
         f"of its idle throughput, one on CPU 0 (not sampled) {100 * share[0]:.1f}%; "
-        f"throttled periods per sampler {throttled}\n"
+        f"throttled periods per sampler {throttled}"
     )
     assert sum(throttled) > 0  # the budget was reached and held
     # "most of its throughput": 68-100 % on CPU 1 in the TCG guest, 64-92 % without the budget
@@ -880,9 +887,9 @@ def test_a_slow_sampler_is_not_throttled_for_time_that_was_not_its(dev: Device) 
     finally:
         allowlist.clear(dev.fd)
     periods = head + missed + throttled
-    (results_dir() / "sampler-budget.txt").open("a").write(
+    budget_note(
         f"member 2 reads at {period / 1e6:g} ms (TCG, sampler_irq_ns {irq_ns()}): "
-        f"{head} records, {missed} missed, {throttled} throttled\n"
+        f"{head} records, {missed} missed, {throttled} throttled"
     )
     assert periods >= 1_000_000_000 // period, (head, missed, throttled)  # 1.5 s of them: the guest ran the timer
     assert throttled <= periods // 50, (head, missed, throttled)  # 5 ticks of 10 ms: 6 % of 5 %
@@ -910,9 +917,9 @@ def test_root_sets_the_interrupt_cost_and_the_budget_follows(dev: Device) -> Non
         after = slow_member_sampler(quiet_period())
     finally:
         allowlist.clear(dev.fd)
-    (results_dir() / "sampler-budget.txt").open("a").write(
+    budget_note(
         f"sampler_irq_ns measured {measured}; member 2 reads at 2 ms charged 1 ms per interrupt: "
-        f"{head} records, {throttled} throttled; back at {measured}: {after[0]} records, {after[2]} throttled\n"
+        f"{head} records, {throttled} throttled; back at {measured}: {after[0]} records, {after[2]} throttled"
     )
     assert throttled >= 2 * head, (head, missed, throttled)  # one of a window's 5 ticks runs
     assert after[2] <= (after[0] + after[1] + after[2]) // 50, after
@@ -972,12 +979,12 @@ def test_roots_worst_samplers_leave_the_guest_responsive(dev: Device) -> None:
     os.close(ret)
     before = subprocess.run(["dmesg"], capture_output=True, text=True, check=True).stdout
     share, rounds = kept(root_round, 1, 0.5)
-    (results_dir() / "sampler-budget.txt").open("a").write(
+    budget_note(
         f"root worst case (TCG, sampler_irq_ns {irq_ns()}): "
         f"16 samplers x {ops} reads at {period / 1000:g} us (the shortest START took); "
         f"a shell answered in {min(answered):.2f}-{max(answered):.2f} s; over {rounds} rounds a spinner "
         f"on CPU 1 kept {100 * share[1]:.1f}% of its idle throughput (CPU 0 {100 * share[0]:.1f}%); "
-        f"ring 0 of sampler 0 throttled {throttled}\n"
+        f"ring 0 of sampler 0 throttled {throttled}"
     )
     assert sum(throttled) > 0  # the budget was reached and held
     assert share[1] >= 0.5, (share, rounds)
